@@ -1,0 +1,70 @@
+"""The event stream: one JSON object per line on stdout, for the app, the server and libraries.
+
+Standard-library records (the server's own and its access log) and structlog events go through
+one formatter, so every line has the same keys. LOG_FORMAT=console is for people at a terminal.
+"""
+
+import logging
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from .settings import Settings
+
+
+def configure_logging(
+    settings: Settings, server_processors: Sequence[structlog.typing.Processor] = ()
+) -> None:
+    """Send every log record to stdout in one format.
+
+    `server_processors` lift a server's access-log fields out of its records into the event.
+    """
+    shared_processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        *server_processors,
+        drop_positional_args,
+    ]
+    if settings.log_format == "json":
+        renderer: structlog.typing.Processor = structlog.processors.JSONRenderer()
+        final_processors = [
+            structlog.processors.format_exc_info,
+            structlog.processors.EventRenamer("message"),
+            renderer,
+        ]
+    else:
+        final_processors = [structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())]
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared_processors,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *final_processors,
+            ],
+            # A record's arguments reach the server processors as `positional_args`.
+            pass_foreign_args=True,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(settings.log_level)
+
+    structlog.configure(
+        processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def drop_positional_args(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """The message already holds a record's arguments; they are not logged twice."""
+    event.pop("positional_args", None)
+    return event

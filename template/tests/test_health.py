@@ -1,0 +1,10 @@
+def test_healthz_answers_ok(get) -> None:
+    reply = get("/healthz")
+    assert (reply.status, reply.body) == (200, {"status": "ok"})
+
+
+def test_readyz_reports_each_backing_service(get) -> None:
+    reply = get("/readyz")
+    assert reply.status == 200
+    assert reply.body["status"] == "ok"
+    assert all(state == "ok" for state in reply.body["checks"].values())

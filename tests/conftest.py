@@ -1,0 +1,141 @@
+"""Fixtures that render the template as it is on disk and run tools inside the rendered projects."""
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from matrix import TEMPLATE_ROOT, combination_id, combinations
+
+# Identity answers other than the defaults, so a name hard-coded in the template shows up.
+IDENTITY = {
+    "project_name": "Order Service",
+    "project_slug": "order-service",
+    "package_name": "orders",
+    "description": "Takes orders.",
+    "author_name": "Ada Lovelace",
+    "author_email": "ada@example.org",
+}
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.org",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.org",
+}
+
+
+def pythons_from_pyenv() -> str | None:
+    """PYENV_VERSION naming the newest patch of each installed CPython 3, so uv finds them all."""
+    if shutil.which("pyenv") is None:
+        return None
+    listed = subprocess.run(
+        ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    newest: dict[str, tuple[int, ...]] = {}
+    for version in listed:
+        parts = version.split(".")
+        if len(parts) == 3 and parts[0] == "3" and all(p.isdigit() for p in parts):
+            minor = ".".join(parts[:2])
+            newest[minor] = max(newest.get(minor, ()), tuple(map(int, parts)))
+    ordered = sorted(newest.values(), reverse=True)
+    return ":".join(".".join(map(str, v)) for v in ordered) or None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Set once for this process and inherited by every tool it starts, Copier's tasks included.
+    os.environ["UV_PYTHON_DOWNLOADS"] = "never"
+    os.environ.update(GIT_IDENTITY)
+    # The rendered projects get their own environments, not the one running these tests.
+    os.environ.pop("VIRTUAL_ENV", None)
+    pythons = pythons_from_pyenv()
+    if pythons and "PYENV_VERSION" not in os.environ:
+        os.environ["PYENV_VERSION"] = pythons
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that asks for `combination` once per combination of the choice questions."""
+    if "combination" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "combination",
+            [
+                # One group per combination: its tests share one rendered project on one worker.
+                pytest.param(c, id=combination_id(c), marks=pytest.mark.xdist_group(combination_id(c)))
+                for c in combinations()
+            ],
+        )
+
+
+def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def assert_succeeds(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    result = run(command, cwd, **kwargs)
+    assert result.returncode == 0, (
+        f"`{' '.join(command)}` exited {result.returncode} in {cwd}\n"
+        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+    return result
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway git repository holding the template exactly as it is on disk, committed.
+
+    Copier renders from git; committing the working tree (untracked files too) lets the tests
+    render the work in hand rather than the last commit.
+    """
+    repo = tmp_path_factory.mktemp("template")
+    listed = assert_succeeds(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], TEMPLATE_ROOT
+    ).stdout
+    for relative in filter(None, listed.split("\0")):
+        source = TEMPLATE_ROOT / relative
+        if source.is_file():
+            (repo / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / relative)
+    for command in (["git", "init", "--quiet"], ["git", "add", "-A"], ["git", "commit", "-qm", "t"]):
+        assert_succeeds(command, repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def render(copie_session, template_repo: Path) -> Callable[[dict[str, str]], Path]:
+    """Render the template with these answers (identity answers added), once per session."""
+    rendered: dict[tuple, Path] = {}
+
+    def _render(answers: dict[str, str]) -> Path:
+        key = tuple(sorted(answers.items()))
+        if key not in rendered:
+            result = copie_session.copy(
+                extra_answers={**IDENTITY, **answers}, template_dir=template_repo
+            )
+            if result.exception is not None:
+                raise result.exception
+            rendered[key] = result.project_dir
+        return rendered[key]
+
+    return _render
+
+
+@pytest.fixture(scope="session")
+def sync() -> Callable[[Path], Path]:
+    """Install a rendered project from its lock with uv, once per session."""
+    synced: set[Path] = set()
+
+    def _sync(project: Path) -> Path:
+        if project not in synced:
+            assert_succeeds(["uv", "sync", "--locked"], project)
+            synced.add(project)
+        return project
+
+    return _sync
+
+
+@pytest.fixture
+def project(combination: dict[str, str], render, sync) -> Path:
+    """The rendered project of this combination, installed and ready to run."""
+    return sync(render(combination))
