@@ -62,7 +62,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             "combination",
             [
                 # One group per combination: its tests share one rendered project on one worker.
-                pytest.param(c, id=combination_id(c), marks=pytest.mark.xdist_group(combination_id(c)))
+                pytest.param(
+                    c, id=combination_id(c), marks=pytest.mark.xdist_group(combination_id(c))
+                )
                 for c in combinations()
             ],
         )
@@ -97,7 +99,11 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if source.is_file():
             (repo / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, repo / relative)
-    for command in (["git", "init", "--quiet"], ["git", "add", "-A"], ["git", "commit", "-qm", "t"]):
+    for command in (
+        ["git", "init", "--quiet"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "t"],
+    ):
         assert_succeeds(command, repo)
     return repo
 

@@ -22,7 +22,9 @@ def choice_questions() -> dict[str, list[str]]:
         if name.startswith("_") or not isinstance(spec, dict) or "choices" not in spec:
             continue
         choices = spec["choices"]
-        questions[name] = [str(v) for v in (choices.values() if isinstance(choices, dict) else choices)]
+        questions[name] = [
+            str(v) for v in (choices.values() if isinstance(choices, dict) else choices)
+        ]
     return questions
 
 
@@ -35,4 +37,7 @@ def combination_id(answers: dict[str, str]) -> str:
 
 def combinations() -> list[dict[str, str]]:
     questions = choice_questions()
-    return [dict(zip(questions, values)) for values in itertools.product(*questions.values())]
+    return [
+        dict(zip(questions, values, strict=True))
+        for values in itertools.product(*questions.values())
+    ]

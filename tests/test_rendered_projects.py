@@ -7,7 +7,14 @@ from conftest import IDENTITY, assert_succeeds
 
 def test_installs_from_its_lock_on_the_chosen_python(combination, project: Path) -> None:
     version = assert_succeeds(
-        ["uv", "run", "--locked", "python", "-c", "import sys; print(*sys.version_info[:2], sep='.')"],
+        [
+            "uv",
+            "run",
+            "--locked",
+            "python",
+            "-c",
+            "import sys; print(*sys.version_info[:2], sep='.')",
+        ],
         project,
     ).stdout.strip()
     assert version == combination["python_version"]
@@ -23,5 +30,7 @@ def test_is_formatted(project: Path) -> None:
 
 
 def test_passes_its_own_tests(project: Path) -> None:
-    result = assert_succeeds(["uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider"], project)
+    result = assert_succeeds(
+        ["uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider"], project
+    )
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout
