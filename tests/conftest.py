@@ -3,11 +3,12 @@
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from matrix import TEMPLATE_ROOT, combination_id, combinations
+from servers import Postgres, start_postgres
 
 # Identity answers other than the defaults, so a name hard-coded in the template shows up.
 IDENTITY = {
@@ -56,8 +57,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run each test that asks for `combination` once per combination of the choice questions."""
+    """Run each test that asks for `combination` once per combination of the choice questions.
+
+    `@pytest.mark.combinations(database="postgresql")` keeps the combinations with those answers.
+    """
     if "combination" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("combinations")
+        wanted = marker.kwargs if marker else {}
+        selected = [c for c in combinations() if all(c[q] == a for q, a in wanted.items())]
+        assert selected, f"no combination has the answers {wanted}"
         metafunc.parametrize(
             "combination",
             [
@@ -65,7 +73,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 pytest.param(
                     c, id=combination_id(c), marks=pytest.mark.xdist_group(combination_id(c))
                 )
-                for c in combinations()
+                for c in selected
             ],
         )
 
@@ -145,3 +153,23 @@ def sync() -> Callable[[Path], Path]:
 def project(combination: dict[str, str], render, sync) -> Path:
     """The rendered project of this combination, installed and ready to run."""
     return sync(render(combination))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server for this test process, started on first use."""
+    server = start_postgres()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def service_env(combination: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
+    """The backing-service URLs this combination's project needs, each its own to change."""
+    env = {}
+    if combination["database"] == "postgresql":
+        postgres = request.getfixturevalue("postgres")
+        env["DATABASE_URL"] = postgres.create_database(
+            combination_id(combination).replace("-", "_").replace(".", "_")
+        )
+    return env

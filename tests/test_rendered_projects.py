@@ -1,5 +1,6 @@
 """Each combination renders a project that installs from its lock and passes its own checks."""
 
+import os
 from pathlib import Path
 
 from conftest import IDENTITY, assert_succeeds
@@ -29,8 +30,10 @@ def test_is_formatted(project: Path) -> None:
     assert_succeeds(["uv", "run", "--locked", "ruff", "format", "--check", "."], project)
 
 
-def test_passes_its_own_tests(project: Path) -> None:
+def test_passes_its_own_tests(project: Path, service_env: dict[str, str]) -> None:
     result = assert_succeeds(
-        ["uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider"], project
+        ["uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider"],
+        project,
+        env={**os.environ, **service_env},
     )
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout

@@ -1,21 +1,23 @@
 """`check`: validate the configuration and reach every backing service."""
 
-import sys
-
 import click
 
 from ..health import readiness
-from ..settings import load_settings
+from ..services import connect
+from ..settings import Settings
 
 
 @click.command()
-def check() -> None:
+@click.pass_obj
+def check(settings: Settings) -> None:
     """Validate the configuration and report each backing service."""
-    settings = load_settings()
-    ready, report = readiness(settings)
+    services = connect(settings)
+    try:
+        ready, report = readiness(services.probes())
+    finally:
+        services.close()
     click.echo("configuration: ok")
     for service, state in report["checks"].items():
         click.echo(f"{service}: {state}")
     if not ready:
-        click.echo("check failed: a backing service is unavailable", err=True)
-        sys.exit(1)
+        raise click.ClickException("a backing service is unavailable")
