@@ -77,10 +77,12 @@ class Postgres:
     def stop(self) -> None:
         """Stop at once, disconnecting clients, as a crashed or failed-over database would."""
         if self.process and self.process.poll() is None:
+            data = str(self.directory / "data")
             subprocess.run(
-                [*self.as_server_user, "pg_ctl", "stop", "-m", "fast", "-D", str(self.directory / "data")],
-                check=True, capture_output=True,
-            )  # fmt: skip
+                [*self.as_server_user, "pg_ctl", "stop", "-m", "fast", "-D", data],
+                check=True,
+                capture_output=True,
+            )
             self.process.wait(timeout=30)
 
     def remove(self) -> None:

@@ -1,0 +1,91 @@
+"""Run a rendered project's processes as a platform would: the Procfile's command, env only."""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from servers import free_port
+
+SECRET_KEY = "s" * 40
+
+
+def procfile(project: Path) -> dict[str, list[str]]:
+    """Each process type of the Procfile with its command as an argument list."""
+    commands = {}
+    for line in (project / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            commands[name.strip()] = shlex.split(command)
+    return commands
+
+
+def process_env(project: Path, **variables: str) -> dict[str, str]:
+    """Only the given variables, and a PATH that leads to the project's environment first."""
+    return {"PATH": f"{project / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}", **variables}
+
+
+def http_get(url: str) -> tuple[int, object]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen
+    base_url: str
+    started_in: float  # seconds from exec to the first answer on /healthz
+
+    def get(self, path: str) -> tuple[int, object]:
+        return http_get(self.base_url + path)
+
+
+@contextmanager
+def running_web(project: Path, **variables: str) -> Iterator[Running]:
+    """The Procfile's web process on a free port, answering /healthz; stopped with SIGTERM."""
+    port = free_port()
+    env = process_env(project, SECRET_KEY=SECRET_KEY, **variables, PORT=str(port))
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        procfile(project)["web"], cwd=project, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = start + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"{base_url}/healthz", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None:
+                    raise AssertionError(
+                        f"web exited with {process.returncode}:\n{process.communicate()[1]}"
+                    ) from None
+                if time.perf_counter() > deadline:
+                    raise AssertionError("web did not answer /healthz within 15 s") from None
+                time.sleep(0.01)
+        yield Running(process, base_url, time.perf_counter() - start)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
+def run_process(project: Path, process_type: str, **variables: str) -> subprocess.CompletedProcess:
+    """Run a one-off process type of the Procfile (release, say) to its end."""
+    return subprocess.run(
+        procfile(project)[process_type], cwd=project, capture_output=True, text=True, timeout=120,
+        env=process_env(project, SECRET_KEY=SECRET_KEY, **variables),
+    )  # fmt: skip
