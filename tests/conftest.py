@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from matrix import TEMPLATE_ROOT, combination_id, combinations
-from servers import Postgres, start_postgres
+from servers import Postgres, RedisServer, start_postgres
 
 # Identity answers other than the defaults, so a name hard-coded in the template shows up.
 IDENTITY = {
@@ -163,6 +163,14 @@ def postgres() -> Iterator[Postgres]:
     server.remove()
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis server for this test process, started on first use."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def service_env(combination: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
     """The backing-service URLs this combination's project needs, each its own to change."""
@@ -172,4 +180,6 @@ def service_env(combination: dict[str, str], request: pytest.FixtureRequest) -> 
         env["DATABASE_URL"] = postgres.create_database(
             combination_id(combination).replace("-", "_").replace(".", "_")
         )
+    if combination["worker"] != "none":
+        env["REDIS_URL"] = request.getfixturevalue("redis_server").allocate()
     return env

@@ -93,3 +93,33 @@ class Postgres:
 def start_postgres() -> Postgres:
     # Under /tmp, not pytest's private temp folder, so that the postgres user can reach it.
     return Postgres(Path(tempfile.mkdtemp(prefix="tf-postgres-"))).start()
+
+
+@dataclass
+class RedisServer:
+    """A throwaway Redis server; each project gets a database number of its own."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    next_database: int = 0
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--databases", "64"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), 1).close(), "Redis")
+        return self
+
+    def allocate(self) -> str:
+        """The URL of a database number no other project of this server uses."""
+        self.next_database += 1
+        if self.next_database >= 64:
+            raise RuntimeError("this Redis server has no database number left")
+        return f"redis://127.0.0.1:{self.port}/{self.next_database}"
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)

@@ -20,7 +20,7 @@ BAD_ANSWERS = [
     ("web_framework", "django", "'django' is not in ['fastapi', 'flask']"),
     ("python_version", "3.9", "'3.9' is not in ['3.11', '3.12', '3.13']"),
     ("database", "mysql", "'mysql' is not in ['none', 'postgresql']"),
-    ("worker", "cron", "'cron' is not in ['none'"),
+    ("worker", "rq", "'rq' is not in ['none', 'celery']"),
 ]
 
 

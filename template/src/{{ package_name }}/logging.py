@@ -53,6 +53,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level)
+    # Warnings (deprecations, a library's complaints) join the same stream instead of stderr.
+    logging.captureWarnings(True)
 
     structlog.configure(
         processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
