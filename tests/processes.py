@@ -5,6 +5,7 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -83,9 +84,46 @@ def running_web(project: Path, **variables: str) -> Iterator[Running]:
         process.communicate(timeout=30)
 
 
-def run_process(project: Path, process_type: str, **variables: str) -> subprocess.CompletedProcess:
-    """Run a one-off process type of the Procfile (release, say) to its end."""
+def run_one_off(project: Path, command: list[str], **variables: str) -> subprocess.CompletedProcess:
+    """Run a one-off command (a release, an admin command) to its end, with env only."""
     return subprocess.run(
-        procfile(project)[process_type], cwd=project, capture_output=True, text=True, timeout=120,
+        command, cwd=project, capture_output=True, text=True, timeout=120,
         env=process_env(project, SECRET_KEY=SECRET_KEY, **variables),
     )  # fmt: skip
+
+
+def run_process(project: Path, process_type: str, **variables: str) -> subprocess.CompletedProcess:
+    """Run a one-off process type of the Procfile (release, say) to its end."""
+    return run_one_off(project, procfile(project)[process_type], **variables)
+
+
+class Watched:
+    """A long-running process of the Procfile whose stdout lines are collected as they come."""
+
+    def __init__(self, project: Path, process_type: str, **variables: str) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            procfile(project)[process_type], cwd=project, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=process_env(project, SECRET_KEY=SECRET_KEY, **variables),
+        )  # fmt: skip
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for_line(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no line with {text!r}; got:\n{''.join(self.lines)}")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then wait for the process to exit by itself; its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=timeout)
+        self.reader.join(timeout=5)
+        return self.process.returncode
