@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from matrix import TEMPLATE_ROOT, combination_id, combinations
+from matrix import TEMPLATE_ROOT, code_questions, combination_id, combinations
 from servers import Postgres, RedisServer, start_postgres
 
 # Identity answers other than the defaults, so a name hard-coded in the template shows up.
@@ -57,17 +57,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run each test that asks for `combination` once per combination of the choice questions.
+    """Parametrize over the combinations of the choice questions in copier.yml.
 
-    `@pytest.mark.combinations(database="postgresql")` keeps the combinations with those answers.
+    A test asking for `combination` runs once per combination of the questions the project's
+    own checks can see; one asking for `every_combination`, once per combination of them all.
+    `@pytest.mark.combinations(database="postgresql")` keeps those with the given answers.
     """
-    if "combination" in metafunc.fixturenames:
+    for name, varying in (("combination", code_questions()), ("every_combination", None)):
+        if name not in metafunc.fixturenames:
+            continue
         marker = metafunc.definition.get_closest_marker("combinations")
         wanted = marker.kwargs if marker else {}
-        selected = [c for c in combinations() if all(c[q] == a for q, a in wanted.items())]
+        selected = [c for c in combinations(varying) if all(c[q] == a for q, a in wanted.items())]
         assert selected, f"no combination has the answers {wanted}"
         metafunc.parametrize(
-            "combination",
+            name,
             [
                 # One group per combination: its tests share one rendered project on one worker.
                 pytest.param(

@@ -21,6 +21,7 @@ BAD_ANSWERS = [
     ("python_version", "3.9", "'3.9' is not in ['3.11', '3.12', '3.13']"),
     ("database", "mysql", "'mysql' is not in ['none', 'postgresql']"),
     ("worker", "rq", "'rq' is not in ['none', 'celery']"),
+    ("ci", "jenkins", "'jenkins' is not in ['github', 'gitlab', 'none']"),
 ]
 
 

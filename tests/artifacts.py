@@ -1,0 +1,64 @@
+"""Read a rendered project's artifacts: the Dockerfile's instructions, compose, the CI files."""
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+# Variables for tools and images, not for the service: they are not settings.
+TOOL_VARIABLES = re.compile(r"(PATH|PYTHON\w+|UV_\w+|DOCKER_\w+|POSTGRES_\w+)")
+
+
+def dockerfile_instructions(project: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", (project / "Dockerfile").read_text())
+    instructions = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            instruction, _, arguments = line.strip().partition(" ")
+            instructions.append((instruction.upper(), arguments.strip()))
+    return instructions
+
+
+def dockerfile_cmd(project: Path) -> list[str]:
+    (cmd,) = [
+        args for instruction, args in dockerfile_instructions(project) if instruction == "CMD"
+    ]
+    return json.loads(cmd)  # exec form is a JSON array; shell form would not parse
+
+
+def dockerfile_env_names(project: Path) -> set[str]:
+    names = set()
+    for instruction, args in dockerfile_instructions(project):
+        if instruction == "ENV":
+            names |= set(re.findall(r"(\w+)=", args))
+    return names
+
+
+def compose(project: Path) -> dict:
+    return yaml.safe_load((project / "compose.yaml").read_text())
+
+
+def compose_app_services(project: Path) -> dict[str, dict]:
+    """The services that run the project's own image (not PostgreSQL or Redis)."""
+    return {name: spec for name, spec in compose(project)["services"].items() if "build" in spec}
+
+
+def ci_env_names(project: Path) -> set[str]:
+    names = set()
+    github = project / ".github" / "workflows" / "ci.yml"
+    if github.exists():
+        for job in yaml.safe_load(github.read_text())["jobs"].values():
+            names |= set(job.get("env", {}))
+    gitlab = project / ".gitlab-ci.yml"
+    if gitlab.exists():
+        for job in yaml.safe_load(gitlab.read_text()).values():
+            if isinstance(job, dict):
+                names |= set(job.get("variables", {}))
+    return names
+
+
+def env_example_names(project: Path) -> set[str]:
+    lines = (project / ".env.example").read_text().splitlines()
+    return {line.split("=", 1)[0] for line in lines if line.strip() and not line.startswith("#")}
