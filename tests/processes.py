@@ -29,14 +29,20 @@ def procfile(project: Path) -> dict[str, list[str]]:
     return commands
 
 
-def process_env(project: Path, **variables: str) -> dict[str, str]:
+def app_env(service_env: dict[str, str], **overrides: str) -> dict[str, str]:
+    """What the service needs to start: a secret, its backing services, and any overrides."""
+    return {"SECRET_KEY": SECRET_KEY, **service_env, **overrides}
+
+
+def process_env(project: Path, variables: dict[str, str]) -> dict[str, str]:
     """Only the given variables, and a PATH that leads to the project's environment first."""
     return {"PATH": f"{project / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}", **variables}
 
 
-def http_get(url: str) -> tuple[int, object]:
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, object]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -47,27 +53,41 @@ class Running:
     process: subprocess.Popen
     base_url: str
     started_in: float  # seconds from exec to the first answer on /healthz
+    stdout: str = ""  # filled in when the process has ended
+    stderr: str = ""
 
-    def get(self, path: str) -> tuple[int, object]:
-        return http_get(self.base_url + path)
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, object]:
+        return http_get(self.base_url + path, headers)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM; wait for the process to exit by itself; its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.stdout, self.stderr = self.process.communicate(timeout=timeout)
+        return self.process.returncode
 
 
 @contextmanager
-def running_web(project: Path, **variables: str) -> Iterator[Running]:
-    """The Procfile's web process on a free port, answering /healthz; stopped with SIGTERM."""
+def running_web(
+    project: Path, variables: dict[str, str], command: list[str] | None = None
+) -> Iterator[Running]:
+    """The Procfile's web process on a free port, answering /healthz; stopped with SIGTERM.
+
+    Only the given variables, PORT and PATH are in its environment.
+    """
     port = free_port()
-    env = process_env(project, SECRET_KEY=SECRET_KEY, **variables, PORT=str(port))
+    env = process_env(project, {**variables, "PORT": str(port)})
     start = time.perf_counter()
     process = subprocess.Popen(
-        procfile(project)["web"], cwd=project, env=env, stdout=subprocess.PIPE,
+        command or procfile(project)["web"], cwd=project, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
+    running = Running(process, f"http://127.0.0.1:{port}", 0.0)
     try:
         deadline = start + 15
         while True:
             try:
-                urllib.request.urlopen(f"{base_url}/healthz", timeout=1).close()
+                urllib.request.urlopen(f"{running.base_url}/healthz", timeout=1).close()
                 break
             except OSError:
                 if process.poll() is not None:
@@ -77,34 +97,37 @@ def running_web(project: Path, **variables: str) -> Iterator[Running]:
                 if time.perf_counter() > deadline:
                     raise AssertionError("web did not answer /healthz within 15 s") from None
                 time.sleep(0.01)
-        yield Running(process, base_url, time.perf_counter() - start)
+        running.started_in = time.perf_counter() - start
+        yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        running.stop()
 
 
-def run_one_off(project: Path, command: list[str], **variables: str) -> subprocess.CompletedProcess:
-    """Run a one-off command (a release, an admin command) to its end, with env only."""
+def run_one_off(
+    project: Path, command: list[str], variables: dict[str, str]
+) -> subprocess.CompletedProcess:
+    """Run a command (a release, an admin command) to its end, with only these variables."""
     return subprocess.run(
         command, cwd=project, capture_output=True, text=True, timeout=120,
-        env=process_env(project, SECRET_KEY=SECRET_KEY, **variables),
+        env=process_env(project, variables),
     )  # fmt: skip
 
 
-def run_process(project: Path, process_type: str, **variables: str) -> subprocess.CompletedProcess:
+def run_process(
+    project: Path, process_type: str, variables: dict[str, str]
+) -> subprocess.CompletedProcess:
     """Run a one-off process type of the Procfile (release, say) to its end."""
-    return run_one_off(project, procfile(project)[process_type], **variables)
+    return run_one_off(project, procfile(project)[process_type], variables)
 
 
 class Watched:
     """A long-running process of the Procfile whose stdout lines are collected as they come."""
 
-    def __init__(self, project: Path, process_type: str, **variables: str) -> None:
+    def __init__(self, project: Path, process_type: str, variables: dict[str, str]) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             procfile(project)[process_type], cwd=project, text=True, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=process_env(project, SECRET_KEY=SECRET_KEY, **variables),
+            stderr=subprocess.PIPE, env=process_env(project, variables),
         )  # fmt: skip
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

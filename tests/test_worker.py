@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import IDENTITY
-from processes import Watched, run_one_off
+from processes import Watched, app_env, run_one_off
 from redis import Redis
 
 PACKAGE = IDENTITY["package_name"]
@@ -28,14 +28,14 @@ def enqueue(project: Path, env: dict[str, str], message: str, seconds: float) ->
         message,
         f"--seconds={seconds}",
     ]
-    enqueued = run_one_off(project, command, **env)
+    enqueued = run_one_off(project, command, env)
     assert enqueued.returncode == 0, enqueued.stderr
 
 
 @pytest.fixture
 def env(service_env: dict[str, str]) -> dict[str, str]:
     # A short grace period keeps the test short; the mechanism is the same at any length.
-    return {**service_env, "SHUTDOWN_GRACE_SECONDS": "2"}
+    return app_env(service_env, SHUTDOWN_GRACE_SECONDS="2")
 
 
 @pytest.mark.combinations(worker="celery")
@@ -43,7 +43,7 @@ def test_a_job_within_the_grace_period_finishes_before_the_worker_exits(
     combination, project: Path, env: dict[str, str]
 ) -> None:
     message = f"short-{uuid.uuid4()}"
-    worker = Watched(project, "worker", **env)
+    worker = Watched(project, "worker", env)
     try:
         worker.wait_for_line("ready")
         enqueue(project, env, message, seconds=1)
@@ -59,7 +59,7 @@ def test_a_job_cut_off_by_shutdown_goes_back_to_the_queue_and_runs_on_the_next_w
     combination, project: Path, env: dict[str, str]
 ) -> None:
     message = f"long-{uuid.uuid4()}"
-    first = Watched(project, "worker", **env)
+    first = Watched(project, "worker", env)
     try:
         first.wait_for_line("ready")
         enqueue(project, env, message, seconds=6)
@@ -71,7 +71,7 @@ def test_a_job_cut_off_by_shutdown_goes_back_to_the_queue_and_runs_on_the_next_w
     assert time.monotonic() - started < 10, "the worker did not stop within its grace period"
     assert message not in results(env["REDIS_URL"]), "the job was not cut off; test is void"
 
-    second = Watched(project, "worker", **env)
+    second = Watched(project, "worker", env)
     try:
         deadline = time.monotonic() + 30
         while message not in results(env["REDIS_URL"]):

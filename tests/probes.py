@@ -1,0 +1,282 @@
+"""Twelve-factor probes: each runs a rendered project and raises AssertionError on a violation.
+
+They take the project and the environment it needs (SECRET_KEY and its backing services), so
+the same probe runs on every combination and, in the meta-tests, on a project with a violation
+put in on purpose, where it must fail.
+"""
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from artifacts import env_example_names
+from processes import Watched, procfile, run_one_off, run_process, running_web
+from servers import free_port
+
+REQUIRED_LOG_KEYS = {"timestamp", "level", "logger", "message"}
+# A settings switch on an environment name, or a settings file per environment.
+ENVIRONMENT_SWITCH = re.compile(
+    r"\b(APP_ENV|ENVIRONMENT|FLASK_ENV|DJANGO_SETTINGS_MODULE|SETTINGS_MODULE)\b"
+    r"|\b(production|staging|development)\b\s*[\"']?\s*(==|:)"
+)
+SETTINGS_PER_ENVIRONMENT = re.compile(r"(settings|config)[_.-]?(prod|production|dev|staging|test)")
+
+
+def package_of(project: Path) -> str:
+    (package,) = [p.name for p in (project / "src").iterdir() if (p / "__init__.py").exists()]
+    return package
+
+
+# III. Config
+
+
+def probe_missing_or_malformed_config_stops_startup(project: Path, env: dict[str, str]) -> None:
+    """Each required variable removed, then bad values: non-zero exit, every culprit named."""
+    web = procfile(project)["web"]
+    cases = [({k: v for k, v in env.items() if k != name}, [name]) for name in env]
+    cases.append(({**env, "PORT": "eighty", "LOG_FORMAT": "xml"}, ["PORT", "LOG_FORMAT"]))
+    for variables, culprits in cases:
+        port = free_port()
+        result = run_one_off(project, web, {**variables, "PORT": variables.get("PORT", str(port))})
+        assert result.returncode != 0, f"the web process started without valid {culprits}"
+        assert result.stdout == "", f"it logged before failing: {result.stdout[:300]}"
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().count("\n") <= 10, "not one message"
+        for culprit in culprits:
+            assert culprit in result.stderr, f"{culprit} is not named in: {result.stderr}"
+
+
+def probe_every_variable_can_come_from_a_file(project: Path, env: dict[str, str]) -> None:
+    folder = project.parent / f"{project.name}-secrets"
+    folder.mkdir(exist_ok=True)
+    variables = {}
+    for name, value in env.items():
+        (folder / name).write_text(value + "\n")
+        variables[f"{name}_FILE"] = str(folder / name)
+    with running_web(project, variables) as web:
+        assert web.get("/readyz")[0] == 200
+
+
+def probe_env_example_names_exactly_the_settings(project: Path) -> None:
+    package = package_of(project)
+    code = f"from {package}.settings import Settings as S; print(*map(str.upper, S.model_fields))"
+    read = run_one_off(project, ["python", "-c", code], {})
+    assert read.returncode == 0, read.stderr
+    assert set(read.stdout.split()) == env_example_names(project)
+
+
+def probe_no_settings_chosen_by_environment_name(project: Path) -> None:
+    for path in project.rglob("*"):
+        if ".venv" in path.parts or ".git" in path.parts or not path.is_file():
+            continue
+        assert not SETTINGS_PER_ENVIRONMENT.search(path.name.lower()), f"{path.name}: per-env file"
+        if path.suffix in (".py", ".toml", ".yml", ".yaml", ".cfg", ".ini", ".env", ""):
+            text = path.read_text(errors="replace")
+            match = ENVIRONMENT_SWITCH.search(text)
+            assert not match, f"{path.relative_to(project)}: switches on {match.group(0)!r}"
+
+
+# VII. Port binding
+
+
+def listening_on_every_interface(port: int) -> bool:
+    """Whether some socket listens on 0.0.0.0 (or ::) at this port, from /proc/net/tcp*."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port and set(address) == {"0"}:
+                return True
+    return False
+
+
+def probe_binds_port_on_every_interface(project: Path, env: dict[str, str]) -> float:
+    """The Procfile's web command, env only, a random PORT: it serves there. Returns start time."""
+    with running_web(project, env) as web:
+        port = int(web.base_url.rsplit(":", 1)[1])
+        assert web.get("/healthz") == (200, {"status": "ok"})
+        assert listening_on_every_interface(port), "not bound on 0.0.0.0"
+        return web.started_in
+
+
+# IX. Disposability
+
+SLOW_ROUTE = {
+    "fastapi": """
+import asyncio
+async def slow():
+    await asyncio.sleep(SECONDS)
+    return {"slow": "done"}
+app.add_api_route("/slow", slow)
+""",
+    "flask": """
+import time
+def slow():
+    time.sleep(SECONDS)
+    return {"slow": "done"}
+app.add_url_rule("/slow", "slow", slow)
+""",
+}
+
+
+def with_slow_route(project: Path, framework: str, seconds: float) -> Path:
+    """A sitecustomize that wraps the real app factory to add /slow: test-only, never shipped."""
+    folder = project.parent / f"{project.name}-slow-route"
+    folder.mkdir(exist_ok=True)
+    route = SLOW_ROUTE[framework].replace("SECONDS", str(seconds)).replace("\n", "\n    ")
+    (folder / "sitecustomize.py").write_text(
+        f"import {package_of(project)}.app as module\n"
+        "real_create_app = module.create_app\n"
+        "def create_app(settings):\n"
+        f"    app = real_create_app(settings){route}\n"
+        "    return app\n"
+        "module.create_app = create_app\n"
+    )
+    return folder
+
+
+def probe_sigterm_drains_in_flight_requests(
+    project: Path, env: dict[str, str], framework: str, in_flight: int = 8
+) -> dict[str, float]:
+    """Requests in flight at SIGTERM all complete; new ones are refused; a clean exit in time."""
+    grace = 10
+    slow = with_slow_route(project, framework, seconds=2)
+    variables = {**env, "SHUTDOWN_GRACE_SECONDS": str(grace), "PYTHONPATH": str(slow)}
+    statuses: list[object] = []
+
+    def request_slow(url: str) -> None:
+        try:
+            with urllib.request.urlopen(f"{url}/slow", timeout=30) as response:
+                statuses.append(response.status)
+        except OSError as error:
+            statuses.append(repr(error))
+
+    with running_web(project, variables) as web:
+        threads = [
+            threading.Thread(target=request_slow, args=(web.base_url,)) for _ in range(in_flight)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.7)  # all of them reach the app and are sleeping in the slow route
+        stopped_at = time.monotonic()
+        web.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        try:
+            urllib.request.urlopen(f"{web.base_url}/healthz", timeout=1).close()
+            new_request = "served"
+        except OSError:
+            new_request = "refused"
+        for thread in threads:
+            thread.join(timeout=30)
+        status = web.stop(timeout=grace + 5)
+        exit_seconds = time.monotonic() - stopped_at
+    assert statuses == [200] * in_flight, f"in-flight requests: {statuses}"
+    assert new_request == "refused", "a new request was served after SIGTERM"
+    # 0, or the server re-raising SIGTERM after a clean drain (uvicorn does).
+    assert status in (0, -signal.SIGTERM), f"exit status {status}"
+    assert exit_seconds < grace, f"took {exit_seconds:.1f} s, beyond the grace period"
+    return {"exit_seconds": exit_seconds, "exit_status": status}
+
+
+# XI. Logs, and VI. Processes
+
+
+def probe_logs_are_json_lines_on_stdout(project: Path, env: dict[str, str]) -> None:
+    with running_web(project, env) as web:
+        for path in ("/healthz", "/readyz", "/no-such-page"):
+            web.get(path, headers={"X-Request-ID": "probe-42"})
+    assert web.stderr == "", f"written to stderr: {web.stderr[:500]}"
+    lines = web.stdout.splitlines()
+    assert lines, "nothing logged"
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+        assert event.keys() >= REQUIRED_LOG_KEYS, f"missing keys in {line}"
+    assert sum(json.loads(line).get("request_id") == "probe-42" for line in lines) >= 3
+
+
+def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
+    files = {}
+    for folder in folders:
+        for root, _dirs, names in os.walk(folder):
+            for name in names:
+                path = os.path.join(root, name)
+                stat = os.stat(path)
+                files[path] = (stat.st_size, stat.st_mtime_ns)
+    return files
+
+
+def probe_no_file_written_while_serving(project: Path, env: dict[str, str]) -> None:
+    """Once serving, requests change no file in the project, its temp folder or its home."""
+    scratch = project.parent / f"{project.name}-scratch"
+    scratch.mkdir(exist_ok=True)
+    variables = {**env, "TMPDIR": str(scratch), "HOME": str(scratch)}
+    with running_web(project, variables) as web:
+        before = snapshot(project, scratch)
+        for _ in range(20):
+            web.get("/healthz")
+            web.get("/readyz")
+        time.sleep(0.2)
+        after = snapshot(project, scratch)
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    assert changed == [], f"written while serving: {changed[:10]}"
+
+
+# V. Build, release, run
+
+
+def probe_only_release_migrates(project: Path, env: dict[str, str], tables) -> None:
+    """Against an empty database (`tables()` lists its tables): starting web and worker
+    creates nothing; the release process migrates, and running it again is harmless."""
+    with running_web(project, env) as web:
+        assert web.get("/readyz")[0] == 200
+    if "worker" in procfile(project):
+        worker = Watched(project, "worker", env)
+        try:
+            worker.wait_for_line("ready")
+        finally:
+            worker.stop()
+    assert tables() == set(), f"starting the processes created {tables()}"
+    for attempt in ("first", "second"):
+        release = run_process(project, "release", env)
+        assert release.returncode == 0, f"{attempt} release failed:\n{release.stderr}"
+    assert tables(), "release created no table"
+
+
+# XII. Admin processes
+
+ADMIN_ARGUMENTS = {"check": [], "migrate": [], "enqueue-example": ["probe"]}
+
+
+def admin_commands(project: Path) -> list[str]:
+    shown = run_one_off(project, ["python", "-m", f"{package_of(project)}.admin", "--help"], {})
+    assert shown.returncode == 0, shown.stderr
+    commands = shown.stdout.split("Commands:", 1)[1]
+    return [line.split()[0] for line in commands.splitlines() if line.strip()]
+
+
+def probe_admin_commands_are_one_offs(project: Path, env: dict[str, str], down: dict[str, str]):
+    """Each admin command exits 0 in the app's environment, and non-zero with one clear
+    message (no traceback) when a backing service is down (`down`: variables pointing nowhere).
+    """
+    admin = ["python", "-m", f"{package_of(project)}.admin"]
+    commands = admin_commands(project)
+    assert set(commands) <= set(ADMIN_ARGUMENTS), f"no probe arguments for {commands}"
+    for command in commands:
+        ran = run_one_off(project, [*admin, command, *ADMIN_ARGUMENTS[command]], env)
+        assert ran.returncode == 0, f"{command}: {ran.stdout}{ran.stderr}"
+    failed = run_one_off(project, [*admin, "check"], {**env, **down})
+    if down:
+        assert failed.returncode != 0, "check passed with a backing service down"
+        assert "Traceback" not in failed.stderr, failed.stderr
+        assert "unavailable" in failed.stdout + failed.stderr
+    unconfigured = run_one_off(project, [*admin, "check"], {})
+    assert unconfigured.returncode != 0
+    assert "SECRET_KEY" in unconfigured.stderr and "Traceback" not in unconfigured.stderr

@@ -1,0 +1,26 @@
+"""IV. Backing services: a database that goes away makes the service unready, not dead."""
+
+from pathlib import Path
+
+import pytest
+from processes import app_env, running_web
+from servers import start_postgres
+
+
+@pytest.mark.combinations(database="postgresql")
+def test_readyz_turns_503_while_healthz_stays_200_when_postgres_stops(
+    combination, project: Path, service_env: dict[str, str]
+) -> None:
+    database = start_postgres()
+    try:
+        url = database.create_database("app")
+        with running_web(project, app_env(service_env, DATABASE_URL=url)) as web:
+            assert web.get("/readyz")[0] == 200
+            database.stop()
+            status, body = web.get("/readyz")
+            assert status == 503
+            assert body["checks"]["database"].startswith("unavailable")
+            assert web.get("/healthz") == (200, {"status": "ok"})
+            assert web.process.poll() is None, "the web process died with its database"
+    finally:
+        database.remove()
