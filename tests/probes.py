@@ -42,7 +42,9 @@ def probe_missing_or_malformed_config_stops_startup(project: Path, env: dict[str
     cases.append(({**env, "PORT": "eighty", "LOG_FORMAT": "xml"}, ["PORT", "LOG_FORMAT"]))
     for variables, culprits in cases:
         port = free_port()
-        result = run_one_off(project, web, {**variables, "PORT": variables.get("PORT", str(port))})
+        # Startup fails in well under a second; one still running after 10 s is serving.
+        variables = {**variables, "PORT": variables.get("PORT", str(port))}
+        result = run_one_off(project, web, variables, timeout=10)
         assert result.returncode != 0, f"the web process started without valid {culprits}"
         assert result.stdout == "", f"it logged before failing: {result.stdout[:300]}"
         assert "Traceback" not in result.stderr, result.stderr

@@ -40,12 +40,17 @@ def process_env(project: Path, variables: dict[str, str]) -> dict[str, str]:
 
 
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, object]:
+    """The status and the body, parsed as JSON where it is JSON."""
     try:
         request = urllib.request.Request(url, headers=headers or {})
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
+            status, body = response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        status, body = error.code, error.read()
+    try:
+        return status, json.loads(body)
+    except json.JSONDecodeError:
+        return status, body.decode(errors="replace")
 
 
 @dataclass
@@ -60,10 +65,18 @@ class Running:
         return http_get(self.base_url + path, headers)
 
     def stop(self, timeout: float = 60) -> int:
-        """SIGTERM; wait for the process to exit by itself; its exit status."""
+        """SIGTERM, as a platform sends it; the exit status, once the process exits by itself.
+
+        One that is still there after `timeout` is killed with all it started, and fails.
+        """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        self.stdout, self.stderr = self.process.communicate(timeout=timeout)
+        try:
+            self.stdout, self.stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.stdout, self.stderr = self.process.communicate()
+            raise AssertionError(f"still running {timeout} s after SIGTERM") from None
         return self.process.returncode
 
 
@@ -80,7 +93,7 @@ def running_web(
     start = time.perf_counter()
     process = subprocess.Popen(
         command or procfile(project)["web"], cwd=project, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,  # its own group, to clean up
     )  # fmt: skip
     running = Running(process, f"http://127.0.0.1:{port}", 0.0)
     try:
@@ -100,17 +113,24 @@ def running_web(
         running.started_in = time.perf_counter() - start
         yield running
     finally:
-        running.stop()
+        if process.poll() is None:
+            running.stop()
 
 
 def run_one_off(
-    project: Path, command: list[str], variables: dict[str, str]
+    project: Path, command: list[str], variables: dict[str, str], timeout: float = 120
 ) -> subprocess.CompletedProcess:
-    """Run a command (a release, an admin command) to its end, with only these variables."""
-    return subprocess.run(
-        command, cwd=project, capture_output=True, text=True, timeout=120,
-        env=process_env(project, variables),
-    )  # fmt: skip
+    """Run a command (a release, an admin command) to its end, with only these variables.
+
+    One still running after `timeout` fails (a server that should have refused to start).
+    """
+    try:
+        return subprocess.run(
+            command, cwd=project, capture_output=True, text=True, timeout=timeout,
+            env=process_env(project, variables),
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{shlex.join(command)} still running after {timeout} s") from None
 
 
 def run_process(
