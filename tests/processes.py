@@ -1,5 +1,6 @@
 """Run a rendered project's processes as a platform would: the Procfile's command, env only."""
 
+import contextlib
 import json
 import os
 import shlex
@@ -113,8 +114,13 @@ def running_web(
         running.started_in = time.perf_counter() - start
         yield running
     finally:
-        if process.poll() is None:
-            running.stop()
+        try:
+            if process.poll() is None:
+                running.stop()
+        finally:
+            # Whatever it left behind (a child a shell script orphaned, say) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def run_one_off(
