@@ -1,0 +1,221 @@
+"""`copier update`: from an older version to the work in hand, keeping the user's edits.
+
+Versions are tags of a throwaway template repository: v0.1.0 is an old commit of this one
+(CHANGELOG.md names it), v0.2.0 the template as it is on disk.
+"""
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds
+from matrix import choice_questions, defaults, load_copier_yml
+
+OLD_TAG, OLD_COMMIT = "v0.1.0", "6cdc8ed881597426a707fb91da106d276dead4dd"
+NEW_TAG = "v0.2.0"
+PACKAGE = IDENTITY["package_name"]
+COPIER_VERSIONS = {
+    "newest-copier": [sys.executable, "-m", "copier"],
+    "oldest-copier": [
+        "uv", "tool", "run", "--from", f"copier=={load_copier_yml()['_min_copier_version']}",
+        "copier",
+    ],
+}  # fmt: skip
+
+
+def git(repo: Path, *arguments: str) -> str:
+    return assert_succeeds(["git", *arguments], repo).stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", message)
+
+
+@pytest.fixture(scope="session")
+def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: Path) -> Path:
+    repo = tmp_path_factory.mktemp("versioned-template")
+    git(repo, "init", "--quiet")
+    old = subprocess.run(
+        ["git", "archive", "--format=tar", OLD_COMMIT], cwd=TEMPLATE_ROOT, capture_output=True
+    )
+    assert old.returncode == 0, f"{OLD_COMMIT} is not in this clone's history: {old.stderr}"
+    with tarfile.open(fileobj=io.BytesIO(old.stdout)) as archive:
+        archive.extractall(repo, filter="data")
+    commit_all(repo, "old version")
+    git(repo, "tag", OLD_TAG)
+    for child in repo.iterdir():
+        if child.name != ".git":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    for relative in git(template_repo, "ls-files", "-z").split("\0"):
+        if relative:
+            (repo / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(template_repo / relative, repo / relative)
+    commit_all(repo, "new version")
+    git(repo, "tag", NEW_TAG)
+    return repo
+
+
+def copier(command: list[str], *arguments: str, cwd: Path) -> None:
+    assert_succeeds([*command, *arguments, "--trust", "--defaults", "--quiet"], cwd)
+
+
+def render(
+    template: Path, destination: Path, answers: dict[str, str], ref: str | None = None
+) -> Path:
+    data = [arg for q, a in {**IDENTITY, **answers}.items() for arg in ("--data", f"{q}={a}")]
+    ref_arguments = ["--vcs-ref", ref] if ref else []
+    copier(COPIER_VERSIONS["newest-copier"], "copy", *ref_arguments, *data, str(template),
+           str(destination), cwd=destination.parent)  # fmt: skip
+    commit_all(destination, "rendered from the template")
+    return destination
+
+
+def rendered_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in root.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(root).parts
+    }
+
+
+def locked_packages(lock: bytes) -> set[str]:
+    return {package["name"] for package in tomllib.loads(lock.decode())["package"]}
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path.name}"
+    path.write_text(text.replace(old, new, 1))
+
+
+# The edits a user makes to a fresh project, each away from what the template changes later.
+NEW_ENDPOINT = {
+    "fastapi": '    @app.get("/hello")\n    def hello() -> dict[str, str]:\n'
+    '        return {"hello": "world"}\n\n    return app\n',
+    "flask": '    @app.get("/hello")\n    def hello() -> Response:\n'
+    '        return jsonify(hello="world")\n\n    return app\n',
+}
+OUR_NOTES = "\n## Our notes\n\nDeploys go out every Tuesday.\n"
+
+
+def make_users_edits(project: Path, framework: str) -> None:
+    edit(project / f"src/{PACKAGE}/app.py", "    return app\n", NEW_ENDPOINT[framework])
+    edit(project / f"src/{PACKAGE}/settings.py", "web_concurrency: Annotated[int, Field(ge=1)] = 1",
+         "web_concurrency: Annotated[int, Field(ge=1)] = 4")  # fmt: skip
+    edit(project / "tests/test_settings.py", "== (8000, 1)", "== (8000, 4)")
+    edit(
+        project / "pyproject.toml",
+        '    "click>=8.1",\n',
+        '    "click>=8.1",\n    "orjson>=3.10",\n',
+    )
+    edit(project / "README.md", "\n## Admin commands\n", OUR_NOTES + "\n## Admin commands\n")
+    assert_succeeds(["uv", "lock", "--quiet"], project)
+    commit_all(project, "the user's edits")
+
+
+def conflict_markers(project: Path) -> list[str]:
+    return [
+        name for name, content in rendered_files(project).items()
+        if b"<<<<<<< " in content or name.endswith(".rej")
+    ]  # fmt: skip
+
+
+REPRESENTATIVE = [
+    {"web_framework": "fastapi"},
+    {"web_framework": "flask", "database": "postgresql", "worker": "celery", "ci": "gitlab"},
+]
+
+
+@pytest.mark.parametrize("copier_version", COPIER_VERSIONS)
+@pytest.mark.parametrize("answers", REPRESENTATIVE, ids=lambda a: "-".join(a.values()))
+def test_update_to_the_newest_version_keeps_the_users_edits(
+    versioned_template: Path, tmp_path: Path, answers, copier_version, postgres, redis_server
+) -> None:
+    project = render(versioned_template, tmp_path / "project", answers, ref=OLD_TAG)
+    assert not (project / "Dockerfile").exists(), "the old version is not old"
+    make_users_edits(project, answers["web_framework"])
+
+    copier(COPIER_VERSIONS[copier_version], "update", cwd=project)
+
+    assert conflict_markers(project) == []
+    assert '@app.get("/hello")' in (project / f"src/{PACKAGE}/app.py").read_text()
+    assert "Field(ge=1)] = 4" in (project / f"src/{PACKAGE}/settings.py").read_text()
+    assert '"orjson>=3.10"' in (project / "pyproject.toml").read_text()
+    readme = (project / "README.md").read_text()
+    assert OUR_NOTES in readme and "## Build and run the image" in readme
+    assert (project / "Dockerfile").is_file() and (project / "compose.yaml").is_file()
+    assert f"_commit: {NEW_TAG}" in (project / ".copier-answers.yml").read_text()
+
+    env = {}
+    if answers.get("database") == "postgresql":
+        env["DATABASE_URL"] = postgres.create_database(f"update_{copier_version}".replace("-", "_"))
+    if answers.get("worker") == "celery":
+        env["REDIS_URL"] = redis_server.allocate()
+    for check in (
+        ["uv", "sync", "--locked", "--quiet"],
+        ["uv", "run", "ruff", "check", "."],
+        ["uv", "run", "ruff", "format", "--check", "."],
+        ["uv", "run", "pytest", "-q"],
+    ):
+        assert_succeeds(check, project, env={**os.environ, **env})
+
+
+def test_a_real_conflict_is_shown_inline_not_dropped(versioned_template: Path, tmp_path: Path):
+    project = render(versioned_template, tmp_path / "project", {}, ref=OLD_TAG)
+    tests = project / "tests" / "test_health.py"
+    ours = (
+        "\n\ndef test_our_own_health_check(get) -> None:\n    assert get('/healthz').status < 300\n"
+    )
+    tests.write_text(tests.read_text() + ours)
+    commit_all(project, "the user's test, where the template adds one too")
+
+    copier(COPIER_VERSIONS["newest-copier"], "update", cwd=project)
+
+    merged = tests.read_text()
+    assert conflict_markers(project) == ["tests/test_health.py"]
+    assert "def test_our_own_health_check" in merged, "the user's lines were dropped"
+    assert "def test_an_unknown_path_is_a_json_404" in merged, "the template's lines were dropped"
+
+
+def test_update_with_no_template_change_changes_nothing(template_repo: Path, tmp_path: Path):
+    project = render(template_repo, tmp_path / "project", {})
+    copier(COPIER_VERSIONS["newest-copier"], "update", cwd=project)
+    assert git(project, "status", "--porcelain") == ""
+
+
+def answer_changes() -> list[tuple[str, str, str]]:
+    """For each choice question: its default to another value, and back."""
+    changes = []
+    for question, values in choice_questions().items():
+        other = next(v for v in values if v != defaults()[question])
+        changes += [
+            (question, defaults()[question], other),
+            (question, other, defaults()[question]),
+        ]
+    return changes
+
+
+@pytest.mark.parametrize(("question", "before", "after"), answer_changes(), ids=lambda v: str(v))
+def test_changing_an_answer_by_update_gives_a_fresh_copys_files(
+    template_repo: Path, tmp_path: Path, question: str, before: str, after: str
+) -> None:
+    project = render(template_repo, tmp_path / "updated", {question: before})
+    copier(COPIER_VERSIONS["newest-copier"], "update", "--data", f"{question}={after}", cwd=project)
+    fresh = render(template_repo, tmp_path / "fresh", {question: after})
+    updated_files, fresh_files = rendered_files(project), rendered_files(fresh)
+    assert sorted(updated_files) == sorted(fresh_files)
+    # uv.lock is the project's, not the template's: `uv lock` keeps the versions it had locked,
+    # so it must lock the same packages and be current, not be byte-equal to a fresh resolve.
+    assert locked_packages(updated_files.pop("uv.lock")) == locked_packages(
+        fresh_files.pop("uv.lock")
+    )
+    assert_succeeds(["uv", "lock", "--check", "--offline"], project)
+    differing = [name for name in fresh_files if updated_files[name] != fresh_files[name]]
+    assert differing == []
