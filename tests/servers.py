@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import redis
+
+# Redis database numbers: one per rendered project using Redis in one test process.
+DATABASES = 256
 
 
 def free_port() -> int:
@@ -101,23 +105,27 @@ class RedisServer:
 
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
-    next_database: int = 0
+    databases: dict[str, int] = field(default_factory=dict)
 
     def start(self) -> "RedisServer":
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--databases", "64"],
+             "--appendonly", "no", "--databases", str(DATABASES)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), 1).close(), "Redis")
         return self
 
-    def allocate(self) -> str:
-        """The URL of a database number no other project of this server uses."""
-        self.next_database += 1
-        if self.next_database >= 64:
-            raise RuntimeError("this Redis server has no database number left")
-        return f"redis://127.0.0.1:{self.port}/{self.next_database}"
+    def allocate(self, project: str) -> str:
+        """The URL of the project's own database number, emptied for the test about to use it."""
+        if project not in self.databases:
+            if len(self.databases) + 1 >= DATABASES:
+                raise RuntimeError("this Redis server has no database number left")
+            self.databases[project] = len(self.databases) + 1
+        url = f"redis://127.0.0.1:{self.port}/{self.databases[project]}"
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+        return url
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

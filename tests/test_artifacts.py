@@ -30,6 +30,10 @@ PROMISES = {
     ("worker", "celery"): [f"{PACKAGE}/jobs.py", f"{PACKAGE}/worker.py"],
     ("ci", "github"): [".github/workflows/ci.yml"],
     ("ci", "gitlab"): [".gitlab-ci.yml"],
+    ("deploy", "kubernetes"): [
+        "deploy/kubernetes/base/kustomization.yaml",
+        "deploy/kubernetes/overlays/example/kustomization.yaml",
+    ],
 }
 ALWAYS = ["Dockerfile", ".dockerignore", "compose.yaml", "Procfile", ".env.example", "uv.lock"]
 # A number of 2 to 5 digits standing alone: a port written into a start command.

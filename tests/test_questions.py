@@ -22,6 +22,7 @@ BAD_ANSWERS = [
     ("database", "mysql", "'mysql' is not in ['none', 'postgresql']"),
     ("worker", "rq", "'rq' is not in ['none', 'celery']"),
     ("ci", "jenkins", "'jenkins' is not in ['github', 'gitlab', 'none']"),
+    ("deploy", "helm", "'helm' is not in ['none', 'kubernetes']"),
 ]
 
 

@@ -157,7 +157,7 @@ def test_update_to_the_newest_version_keeps_the_users_edits(
     if answers.get("database") == "postgresql":
         env["DATABASE_URL"] = postgres.create_database(f"update_{copier_version}".replace("-", "_"))
     if answers.get("worker") == "celery":
-        env["REDIS_URL"] = redis_server.allocate()
+        env["REDIS_URL"] = redis_server.allocate(f"update-{copier_version}")
     for check in (
         ["uv", "sync", "--locked", "--quiet"],
         ["uv", "run", "ruff", "check", "."],
