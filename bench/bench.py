@@ -1,112 +1,273 @@
 """Measure what the template costs its users on this machine; print a table, write JSON.
 
-    uv run python bench/bench.py [--runs N]
+    uv run python bench/bench.py [--runs N] [--duration S] [--suite-seconds S]
 
-Medians over repeated runs, the compared variants interleaved run by run.
+Medians over repeated runs; the compared variants are interleaved run by run (their order
+reversed every other run), and each ratio is computed within one run. See bench/README.md.
 """
 
 import argparse
 import json
 import os
 import platform
-import shlex
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-SECRET = "b" * 40
+import rendering
+import serving
+from bare_apps import write_bare_app
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from probes import with_slow_route  # the tests' folder, put on sys.path above
+
+RESULTS = rendering.ROOT / "bench" / "results"
+FRAMEWORKS = ("fastapi", "flask")
+WORKERS = (1, 2)
+SECTIONS = ("copier", "harness", "start", "throughput", "shutdown")
 
 
-def timed(command: list[str], cwd: Path | None = None) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - start
+class Samples:
+    """Named series of values with their unit, in the order they were first seen."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict] = {}
+
+    def add(self, name: str, unit: str, value: float) -> None:
+        self.rows.setdefault(name, {"unit": unit, "samples": []})["samples"].append(value)
+
+    def table(self) -> dict[str, dict]:
+        return {
+            name: {
+                "unit": row["unit"],
+                "median": statistics.median(row["samples"]),
+                "min": min(row["samples"]),
+                "max": max(row["samples"]),
+                "runs": len(row["samples"]),
+                "samples": row["samples"],
+            }
+            for name, row in self.rows.items()
+        }
 
 
-def copier_copy(destination: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "copier", "copy", "--defaults", "--trust", "--quiet",
-            *extra, str(ROOT), str(destination)]  # fmt: skip
+def in_turn(run: int, variants: list) -> list:
+    """The variants in one order on even runs and the other on odd ones."""
+    return variants if run % 2 == 0 else variants[::-1]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def bench_copier(out: Samples, run: int, template: Path, work: Path, update_project: Path) -> None:
+    for label, extra in in_turn(
+        run, [(" --skip-tasks", ["--skip-tasks"]), (" (tasks: git init, uv lock)", [])]
+    ):
+        destination = work / f"copy-{run}-{len(extra)}"
+        seconds = rendering.timed(rendering.copy_command(template, destination, *extra))
+        out.add(f"copier copy --defaults{label}", "s", seconds)
+        shutil.rmtree(destination)
+    for label, extra in in_turn(
+        run, [(" --skip-tasks", ["--skip-tasks"]), (" (tasks: uv lock)", [])]
+    ):
+        seconds = rendering.timed_update(update_project, *extra)
+        out.add(f"copier update --defaults{label}, no change", "s", seconds)
 
 
-def cold_start(project: Path) -> float:
-    """Seconds from exec of the Procfile's web command to the first 200 on /healthz."""
-    web = next(line.split(":", 1)[1] for line in (project / "Procfile").read_text().splitlines()
-               if line.startswith("web:"))  # fmt: skip
-    port = free_port()
-    env = {"PATH": f"{project / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}",
-           "SECRET_KEY": SECRET, "PORT": str(port)}  # fmt: skip
-    start = time.perf_counter()
-    process = subprocess.Popen(shlex.split(web), env=env, cwd=project, stdout=subprocess.DEVNULL)
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    return time.perf_counter() - start
-            except OSError:
-                if process.poll() is not None:
-                    raise RuntimeError(f"web exited with {process.returncode}") from None
-                time.sleep(0.005)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def bench_harness(out: Samples, run: int, template: Path, work: Path) -> None:
+    for framework in in_turn(run, list(FRAMEWORKS)):
+        destination = work / f"harness-{run}-{framework}"
+        for step, seconds in rendering.harness_steps(template, destination, framework).items():
+            out.add(f"harness, {framework}: {step}", "s", seconds)
+        shutil.rmtree(destination)
+
+
+VARIANTS = ("rendered", "bare with access log", "bare without access log")
+
+
+@dataclass
+class Service:
+    """A rendered project of one framework, and the bare app that runs from its venv."""
+
+    framework: str
+    project: Path
+    bare_dir: Path
+
+    def launch(self, variant: str, workers: int = 1) -> serving.Launch:
+        if variant == "rendered":
+            return serving.rendered(self.project, workers)
+        with_log = variant == "bare with access log"
+        return serving.bare(self.project, self.bare_dir, self.framework, workers, with_log)
+
+
+def bench_start(out: Samples, run: int, services: list[Service]) -> None:
+    for service in services:
+        seconds = {
+            variant: serving.cold_start(service.launch(variant))
+            for variant in in_turn(run, ["rendered", "bare with access log"])
+        }
+        name = f"cold start, {service.framework} (exec to first 200)"
+        out.add(f"{name}: rendered", "s", seconds["rendered"])
+        out.add(f"{name}: bare", "s", seconds["bare with access log"])
+        out.add(
+            f"{name}: rendered/bare", "x", seconds["rendered"] / seconds["bare with access log"]
+        )
+
+
+def bench_throughput(
+    out: Samples, run: int, services: list[Service], args: argparse.Namespace
+) -> list[str]:
+    """Requests per second on /healthz, the CPU time each took, and the peak RSS after the load;
+    the notes of any errors."""
+    notes = []
+    for service in services:
+        for workers in WORKERS:
+            where = f"{service.framework}, {workers} worker{'s' if workers > 1 else ''}"
+            rate, cpu, rss = {}, {}, {}
+            for variant in in_turn(run, list(VARIANTS)):
+                with serving.Running(service.launch(variant, workers)) as server:
+                    url, pid = f"{server.launch.url}/healthz", server.process.pid
+                    serving.wrk(url, 1, args.connections)  # warm-up
+                    before = serving.tree_status(pid)
+                    load = serving.wrk(url, args.duration, args.connections)
+                    after = serving.tree_status(pid)
+                rate[variant] = load["rate"]
+                cpu[variant] = (after["cpu_seconds"] - before["cpu_seconds"]) / load["requests"]
+                rss[variant] = after["peak_rss_mib"]
+                if load["errors"]:
+                    notes.append(f"run {run + 1}, {where}, {variant}: {load['errors']} wrk errors")
+            for variant in VARIANTS:
+                out.add(f"throughput, {where}: {variant}", "req/s", rate[variant])
+            for baseline in VARIANTS[1:]:
+                ratio = rate["rendered"] / rate[baseline]
+                out.add(f"throughput, {where}: rendered/{baseline}", "x", ratio)
+            for variant in VARIANTS:
+                out.add(f"server CPU per request, {where}: {variant}", "ms", cpu[variant] * 1000)
+            ratio = cpu["rendered"] / cpu["bare with access log"]
+            out.add(f"server CPU per request, {where}: rendered/bare with access log", "x", ratio)
+            for variant in VARIANTS[:2]:
+                out.add(f"peak RSS, {where}: {variant}", "MiB", rss[variant])
+            ratio = rss["rendered"] / rss["bare with access log"]
+            out.add(f"peak RSS, {where}: rendered/bare with access log", "x", ratio)
+    return notes
+
+
+def bench_shutdown(out: Samples, services: list[Service], in_flight: int) -> None:
+    for service in services:
+        # The template's tests' test-only /slow route (the template itself has none).
+        slow_route = with_slow_route(service.project, service.framework, seconds=2)
+        for workers in WORKERS:
+            launch = serving.rendered(
+                service.project, workers, PYTHONPATH=str(slow_route), SHUTDOWN_GRACE_SECONDS="10"
+            )
+            drained = serving.drain_on_sigterm(launch, in_flight)
+            where = f"{service.framework}, {workers} worker{'s' if workers > 1 else ''}"
+            name = f"SIGTERM, {in_flight} requests to a 2 s route in flight, {where}"
+            out.add(f"{name}: completed with 200", "req", drained["completed"])
+            out.add(f"{name}: seconds to exit", "s", drained["exit_seconds"])
+            out.add(f"{name}: exit status", "", drained["status"])
+
+
+def set_up_services(template: Path, work: Path) -> list[Service]:
+    """Per framework: a rendered project, installed, and its bare app; each started once."""
+    services = []
+    for framework in FRAMEWORKS:
+        project = work / framework
+        data = f"web_framework={framework}"
+        rendering.run(rendering.copy_command(template, project, "--data", data))
+        rendering.run(["uv", "sync", "--locked", "--quiet"], project)
+        service = Service(framework, project, write_bare_app(framework, work / f"bare-{framework}"))
+        for variant in VARIANTS[:2]:
+            serving.cold_start(service.launch(variant))  # warm-up: bytecode, page cache
+        services.append(service)
+    return services
+
+
+def machine() -> str:
+    debian = Path("/etc/debian_version")
+    system = f"Debian {debian.read_text().strip()}" if debian.exists() else platform.platform()
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {system}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def markdown(table: dict[str, dict]) -> str:
+    lines = [
+        "| measure | median | min | max | unit | runs |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for name, row in table.items():
+        numbers = " | ".join(
+            f"{row[k]:.3g}" if row["unit"] != "req/s" else f"{row[k]:.0f}"
+            for k in ("median", "min", "max")
+        )
+        lines.append(f"| {name} | {numbers} | {row['unit']} | {row['runs']} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
-    runs = parser.parse_args().runs
+    parser.add_argument("--duration", type=int, default=5, help="seconds of each wrk run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
+    parser.add_argument("--in-flight", type=int, default=10, help="requests in flight at SIGTERM")
+    parser.add_argument(
+        "--suite-seconds",
+        type=float,
+        help="the whole test suite's wall time, measured elsewhere (CI), to record beside",
+    )
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS)
+    args = parser.parse_args()
+    rendering.prepare_environment()
+    if {"throughput"} & set(args.only):
+        serving.ensure_wrk()
+    loadavg_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    samples: dict[str, list[float]] = {}
+    out, notes = Samples(), []
+    try:
+        template = rendering.snapshot_template(work / "template")
+        if "copier" in args.only:
+            update_project = rendering.committed_project(template, work / "update")
+        needs_servers = {"start", "throughput", "shutdown"} & set(args.only)
+        services = set_up_services(template, work) if needs_servers else []
+        for run in range(args.runs):
+            print(f"run {run + 1} of {args.runs}", flush=True)
+            if "copier" in args.only:
+                bench_copier(out, run, template, work, update_project)
+            if "harness" in args.only:
+                bench_harness(out, run, template, work)
+            if "start" in args.only:
+                bench_start(out, run, services)
+            if "throughput" in args.only:
+                notes += bench_throughput(out, run, services, args)
+            if "shutdown" in args.only:
+                bench_shutdown(out, services, args.in_flight)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    def sample(name: str, seconds: float) -> None:
-        samples.setdefault(name, []).append(seconds)
-
-    for run in range(runs):
-        for label, extra in (("copier copy --defaults --skip-tasks", ["--skip-tasks"]),
-                             ("copier copy --defaults (with uv lock)", [])):  # fmt: skip
-            destination = work / f"copy-{run}-{len(extra)}"
-            sample(label, timed(copier_copy(destination, *extra)))
-            shutil.rmtree(destination)
-
-    projects = {}
-    for framework in ("fastapi", "flask"):
-        project = work / framework
-        subprocess.run(copier_copy(project, "--data", f"web_framework={framework}"), check=True)
-        subprocess.run(["uv", "sync", "--locked", "--quiet"], cwd=project, check=True)
-        projects[framework] = project
-    for _ in range(runs):
-        for framework, project in projects.items():
-            sample(f"cold start, {framework} (exec to first 200)", cold_start(project))
-
-    table = {name: {"median_s": round(statistics.median(v), 3), "runs": len(v)}
-             for name, v in samples.items()}  # fmt: skip
+    table = out.table()
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": machine(),
+        "load_average_before_after": [loadavg_before[0], os.getloadavg()[0]],
+        "arguments": vars(args),
+        "suite_seconds": args.suite_seconds,
         "results": table,
+        "notes": notes,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{report['date']}  {report['machine']}")
-    for name, row in table.items():
-        print(f"{row['median_s']:>8.3f} s  {name}  (median of {row['runs']})")
-    shutil.rmtree(work)
+    print(
+        f"\n{report['date']}  {report['machine']}  "
+        f"load average {loadavg_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after\n"
+    )
+    print(markdown(table))
+    if args.suite_seconds is not None:
+        print(f"\nwhole test suite (given): {args.suite_seconds:.0f} s")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"\nwritten: {(RESULTS / 'bench.json').relative_to(rendering.ROOT)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,114 @@
+"""Rendering with Copier, and the steps the template's tests run on each rendered project."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COPIER = [sys.executable, "-m", "copier"]
+
+
+def run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"`{' '.join(command)}` exited {result.returncode} in {cwd}:\n"
+            f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def timed(command: list[str], cwd: Path | None = None) -> float:
+    start = time.perf_counter()
+    run(command, cwd)
+    return time.perf_counter() - start
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "--quiet", "--allow-empty", "-m", message], repo)
+
+
+def snapshot_template(repo: Path) -> Path:
+    """The template as it is on disk (tracked and new files), committed in a throwaway repository.
+
+    Copier renders from git, and `copier update` needs a commit to update from and to.
+    """
+    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], ROOT)
+    for relative in filter(None, listed.stdout.split("\0")):
+        if (ROOT / relative).is_file():  # not deleted in the work tree
+            (repo / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / relative, repo / relative)
+    run(["git", "init", "--quiet"], repo)
+    commit_all(repo, "template snapshot")
+    return repo
+
+
+def copy_command(template: Path, destination: Path, *extra: str) -> list[str]:
+    return [
+        *COPIER,
+        "copy",
+        "--defaults",
+        "--trust",
+        "--quiet",
+        *extra,
+        str(template),
+        str(destination),
+    ]
+
+
+def update_command(*extra: str) -> list[str]:
+    return [*COPIER, "update", "--defaults", "--trust", "--quiet", *extra]
+
+
+def committed_project(template: Path, destination: Path) -> Path:
+    """A project rendered with its tasks (git init, uv lock) and committed, ready to update."""
+    run(copy_command(template, destination))
+    commit_all(destination, "rendered")
+    return destination
+
+
+def timed_update(project: Path, *extra: str) -> float:
+    """`copier update` with no change; the project must be left as it was."""
+    seconds = timed(update_command(*extra), project)
+    changed = run(["git", "status", "--porcelain"], project).stdout
+    if changed:
+        raise RuntimeError(f"`copier update` with no change left changes:\n{changed}")
+    return seconds
+
+
+def harness_steps(template: Path, destination: Path, framework: str) -> dict[str, float]:
+    """Seconds of each step the template's tests take on one combination (tests/conftest.py and
+    tests/test_rendered_projects.py): render, install from the lock, lint, the project's tests.
+    """
+    uv_run = ["uv", "run", "--locked"]
+    steps = {
+        "render (copier copy + uv lock)": timed(
+            copy_command(template, destination, "--data", f"web_framework={framework}")
+        ),
+        "uv sync --locked": timed(["uv", "sync", "--locked"], destination),
+        "ruff check + ruff format --check": timed([*uv_run, "ruff", "check", "."], destination)
+        + timed([*uv_run, "ruff", "format", "--check", "."], destination),
+        "the project's own pytest -q": timed(
+            [*uv_run, "pytest", "-q", "-p", "no:cacheprovider"], destination
+        ),
+    }
+    return {**steps, "total of these steps": sum(steps.values())}
+
+
+def prepare_environment() -> None:
+    """What the template's tests set for the tools they run (tests/conftest.py)."""
+    os.environ.pop("VIRTUAL_ENV", None)  # the rendered projects get their own environments
+    os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+    for role in ("AUTHOR", "COMMITTER"):
+        os.environ.setdefault(f"GIT_{role}_NAME", "Bench")
+        os.environ.setdefault(f"GIT_{role}_EMAIL", "bench@example.org")
+    if "PYENV_VERSION" not in os.environ and shutil.which("pyenv"):
+        # Every installed CPython 3.x.y, so uv finds the Python each rendered project asks for.
+        listed = run(["pyenv", "versions", "--bare"]).stdout.split()
+        versions = [v for v in listed if v.startswith("3.") and v.replace(".", "").isdigit()]
+        if versions:
+            os.environ["PYENV_VERSION"] = ":".join(versions)
