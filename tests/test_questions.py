@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import rendered_files
 from matrix import choice_questions
 
 BAD_ANSWERS = [
@@ -71,10 +72,6 @@ def test_slug_and_package_are_derived_from_the_name(template_repo: Path, tmp_pat
     answers = (tmp_path / "out" / ".copier-answers.yml").read_text()
     assert "project_slug: n-code-order-service" in answers
     assert "package_name: n_code_order_service" in answers
-
-
-def rendered_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def test_same_answers_render_byte_identical_files(template_repo: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds
+from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds, rendered_files
 from matrix import choice_questions, defaults, load_copier_yml
 
 OLD_TAG, OLD_COMMIT = "v0.1.0", "6cdc8ed881597426a707fb91da106d276dead4dd"
@@ -38,27 +38,30 @@ def commit_all(repo: Path, message: str) -> None:
     git(repo, "commit", "--quiet", "--allow-empty", "-m", message)
 
 
+def unpack(source: Path, commit: str, into: Path) -> None:
+    """The tree of `commit` in the repository `source`, written into `into`."""
+    tree = subprocess.run(
+        ["git", "archive", "--format=tar", commit], cwd=source, capture_output=True
+    )
+    assert tree.returncode == 0, f"{commit} is not in {source}'s history: {tree.stderr}"
+    with tarfile.open(fileobj=io.BytesIO(tree.stdout)) as archive:
+        archive.extractall(into, filter="data")
+
+
 @pytest.fixture(scope="session")
 def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: Path) -> Path:
     repo = tmp_path_factory.mktemp("versioned-template")
     git(repo, "init", "--quiet")
-    old = subprocess.run(
-        ["git", "archive", "--format=tar", OLD_COMMIT], cwd=TEMPLATE_ROOT, capture_output=True
-    )
-    assert old.returncode == 0, f"{OLD_COMMIT} is not in this clone's history: {old.stderr}"
-    with tarfile.open(fileobj=io.BytesIO(old.stdout)) as archive:
-        archive.extractall(repo, filter="data")
-    commit_all(repo, "old version")
-    git(repo, "tag", OLD_TAG)
-    for child in repo.iterdir():
-        if child.name != ".git":
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    for relative in git(template_repo, "ls-files", "-z").split("\0"):
-        if relative:
-            (repo / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(template_repo / relative, repo / relative)
-    commit_all(repo, "new version")
-    git(repo, "tag", NEW_TAG)
+    for source, commit, tag in (
+        (TEMPLATE_ROOT, OLD_COMMIT, OLD_TAG),
+        (template_repo, "HEAD", NEW_TAG),
+    ):
+        for child in repo.iterdir():
+            if child.name != ".git":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        unpack(source, commit, repo)
+        commit_all(repo, tag)
+        git(repo, "tag", tag)
     return repo
 
 
@@ -75,14 +78,6 @@ def render(
            str(destination), cwd=destination.parent)  # fmt: skip
     commit_all(destination, "rendered from the template")
     return destination
-
-
-def rendered_files(root: Path) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in root.rglob("*")
-        if path.is_file() and ".git" not in path.relative_to(root).parts
-    }
 
 
 def locked_packages(lock: bytes) -> set[str]:
