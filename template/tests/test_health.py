@@ -3,7 +3,7 @@ def test_healthz_answers_ok(get) -> None:
     assert (reply.status, reply.body) == (200, {"status": "ok"})
 
 
-def test_readyz_reports_each_backing_service(get) -> None:
+def test_readyz_reports_each_backing_service(backing_services, get) -> None:
     reply = get("/readyz")
     assert reply.status == 200
     assert reply.body["status"] == "ok"
