@@ -154,12 +154,13 @@ def render(copie_session, template_repo: Path) -> Callable[[dict[str, str]], Pat
 
 @pytest.fixture(scope="session")
 def sync() -> Callable[[Path], Path]:
-    """Install a rendered project from its lock with uv, once per session."""
+    """Install a rendered project as its user does first, once per session: `uv sync`, which
+    makes uv.lock. The checks after it hold the project to that lock (`--locked`)."""
     synced: set[Path] = set()
 
     def _sync(project: Path) -> Path:
         if project not in synced:
-            assert_succeeds(["uv", "sync", "--locked"], project)
+            assert_succeeds(["uv", "sync", "--quiet"], project)
             synced.add(project)
         return project
 

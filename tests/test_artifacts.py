@@ -35,7 +35,8 @@ PROMISES = {
         "deploy/kubernetes/overlays/example/kustomization.yaml",
     ],
 }
-ALWAYS = ["Dockerfile", ".dockerignore", "compose.yaml", "Procfile", ".env.example", "uv.lock"]
+# uv.lock is not among them: the project makes and owns it (its first `uv sync`).
+ALWAYS = ["Dockerfile", ".dockerignore", "compose.yaml", "Procfile", ".env.example"]
 # A number of 2 to 5 digits standing alone: a port written into a start command.
 PORT_NUMBER = re.compile(r"(?<![\w.])\d{2,5}(?![\w.])")
 

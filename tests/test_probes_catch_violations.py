@@ -144,7 +144,7 @@ def fresh(copie_session, template_repo: Path) -> Callable[[dict[str, str]], Path
         )
         if result.exception is not None:
             raise result.exception
-        assert_succeeds(["uv", "sync", "--locked", "--quiet"], result.project_dir)
+        assert_succeeds(["uv", "sync", "--quiet"], result.project_dir)
         return result.project_dir
 
     return _fresh

@@ -1,7 +1,9 @@
 """`copier update`: from an older version to the work in hand, keeping the user's edits.
 
-Versions are tags of a throwaway template repository: v0.1.0 is an old commit of this one
-(CHANGELOG.md names it), v0.2.0 the template as it is on disk.
+Versions are tags of a throwaway template repository: v0.2.0 is an old commit of this one
+(CHANGELOG.md names it), v0.3.0 the template as it is on disk. Projects are made the way the
+README of each version says: up to 0.2.0 with `--trust` (those versions ran a task that locked
+the project), since 0.3.0 with the plain command, then `git init` and `uv lock`.
 """
 
 import io
@@ -17,8 +19,11 @@ import pytest
 from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds, rendered_files
 from matrix import choice_questions, defaults, load_copier_yml
 
-OLD_TAG, OLD_COMMIT = "v0.1.0", "6cdc8ed881597426a707fb91da106d276dead4dd"
-NEW_TAG = "v0.2.0"
+OLD_TAG, OLD_COMMIT = "v0.2.0", "d2af6324b930f5f9ef6b77ff568d4586cf7a6e97"
+NEW_TAG = "v0.3.0"
+# CHANGELOG 0.3.0: a project from a version with the task is updated once with these, so that
+# neither version's task runs (the old one's uv.lock would count as a file the template dropped).
+FROM_A_VERSION_WITH_TASKS = ("--trust", "--skip-tasks")
 PACKAGE = IDENTITY["package_name"]
 COPIER_VERSIONS = {
     "newest-copier": [sys.executable, "-m", "copier"],
@@ -66,16 +71,20 @@ def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: 
 
 
 def copier(command: list[str], *arguments: str, cwd: Path) -> None:
-    assert_succeeds([*command, *arguments, "--trust", "--defaults", "--quiet"], cwd)
+    assert_succeeds([*command, *arguments, "--defaults", "--quiet"], cwd)
 
 
 def render(
     template: Path, destination: Path, answers: dict[str, str], ref: str | None = None
 ) -> Path:
+    """A project as its user makes it: copy, then the steps the after-copy message gives."""
     data = [arg for q, a in {**IDENTITY, **answers}.items() for arg in ("--data", f"{q}={a}")]
-    ref_arguments = ["--vcs-ref", ref] if ref else []
+    ref_arguments = ["--vcs-ref", ref, "--trust"] if ref == OLD_TAG else []
     copier(COPIER_VERSIONS["newest-copier"], "copy", *ref_arguments, *data, str(template),
            str(destination), cwd=destination.parent)  # fmt: skip
+    if ref != OLD_TAG:
+        git(destination, "init", "--quiet")
+        assert_succeeds(["uv", "lock", "--quiet"], destination)
     commit_all(destination, "rendered from the template")
     return destination
 
@@ -110,9 +119,13 @@ def make_users_edits(project: Path, framework: str) -> None:
         '    "click>=8.1",\n',
         '    "click>=8.1",\n    "orjson>=3.10",\n',
     )
-    edit(project / "README.md", "\n## Admin commands\n", OUR_NOTES + "\n## Admin commands\n")
+    description = f"{IDENTITY['description']}\n"
+    edit(project / "README.md", description, description + OUR_NOTES)
     assert_succeeds(["uv", "lock", "--quiet"], project)
     commit_all(project, "the user's edits")
+
+
+MARKERS = ("<<<<<<< ", "=======", ">>>>>>> ")
 
 
 def conflict_markers(project: Path) -> list[str]:
@@ -134,18 +147,19 @@ def test_update_to_the_newest_version_keeps_the_users_edits(
     versioned_template: Path, tmp_path: Path, answers, copier_version, postgres, redis_server
 ) -> None:
     project = render(versioned_template, tmp_path / "project", answers, ref=OLD_TAG)
-    assert not (project / "Dockerfile").exists(), "the old version is not old"
+    assert "honcho" not in (project / "pyproject.toml").read_text(), "the old version is not old"
     make_users_edits(project, answers["web_framework"])
+    users_lock = (project / "uv.lock").read_bytes()
 
-    copier(COPIER_VERSIONS[copier_version], "update", cwd=project)
+    copier(COPIER_VERSIONS[copier_version], "update", *FROM_A_VERSION_WITH_TASKS, cwd=project)
 
     assert conflict_markers(project) == []
+    assert (project / "uv.lock").read_bytes() == users_lock, "the update touched the user's lock"
     assert '@app.get("/hello")' in (project / f"src/{PACKAGE}/app.py").read_text()
     assert "Field(ge=1)] = 4" in (project / f"src/{PACKAGE}/settings.py").read_text()
     assert '"orjson>=3.10"' in (project / "pyproject.toml").read_text()
     readme = (project / "README.md").read_text()
-    assert OUR_NOTES in readme and "## Build and run the image" in readme
-    assert (project / "Dockerfile").is_file() and (project / "compose.yaml").is_file()
+    assert OUR_NOTES in readme and "uv run honcho start" in readme
     assert f"_commit: {NEW_TAG}" in (project / ".copier-answers.yml").read_text()
 
     env = {}
@@ -154,6 +168,7 @@ def test_update_to_the_newest_version_keeps_the_users_edits(
     if answers.get("worker") == "celery":
         env["REDIS_URL"] = redis_server.allocate(f"update-{copier_version}")
     for check in (
+        ["uv", "lock", "--quiet"],  # the step after an update (README): lock what was added
         ["uv", "sync", "--locked", "--quiet"],
         ["uv", "run", "ruff", "check", "."],
         ["uv", "run", "ruff", "format", "--check", "."],
@@ -162,21 +177,28 @@ def test_update_to_the_newest_version_keeps_the_users_edits(
         assert_succeeds(check, project, env={**os.environ, **env})
 
 
-def test_a_real_conflict_is_shown_inline_not_dropped(versioned_template: Path, tmp_path: Path):
+def test_a_dependency_added_by_both_is_a_conflict_shown_inline_and_the_lock_stays_whole(
+    versioned_template: Path, tmp_path: Path
+) -> None:
+    """The user and the template add a dependency at the same place: both are kept, marked."""
     project = render(versioned_template, tmp_path / "project", {}, ref=OLD_TAG)
-    tests = project / "tests" / "test_health.py"
-    ours = (
-        "\n\ndef test_our_own_health_check(get) -> None:\n    assert get('/healthz').status < 300\n"
-    )
-    tests.write_text(tests.read_text() + ours)
-    commit_all(project, "the user's test, where the template adds one too")
+    edit(project / "pyproject.toml", "dev = [\n", 'dev = [\n    "freezegun>=1.5",\n')
+    assert_succeeds(["uv", "lock", "--quiet"], project)
+    commit_all(project, "the user's dev dependency, where the template adds one too")
+    users_lock = (project / "uv.lock").read_bytes()
 
-    copier(COPIER_VERSIONS["newest-copier"], "update", cwd=project)
+    copier(COPIER_VERSIONS["newest-copier"], "update", *FROM_A_VERSION_WITH_TASKS, cwd=project)
 
-    merged = tests.read_text()
-    assert conflict_markers(project) == ["tests/test_health.py"]
-    assert "def test_our_own_health_check" in merged, "the user's lines were dropped"
-    assert "def test_an_unknown_path_is_a_json_404" in merged, "the template's lines were dropped"
+    assert conflict_markers(project) == ["pyproject.toml"]
+    merged = (project / "pyproject.toml").read_text()
+    assert '"freezegun>=1.5"' in merged, "the user's dependency was dropped"
+    assert '"honcho>=2"' in merged, "the template's dependency was dropped"
+    assert (project / "uv.lock").read_bytes() == users_lock, "the update merged into uv.lock"
+    # Resolved by keeping both sides, then locked as the README says.
+    resolved = [line for line in merged.splitlines(keepends=True) if not line.startswith(MARKERS)]
+    (project / "pyproject.toml").write_text("".join(resolved))
+    assert_succeeds(["uv", "lock", "--quiet"], project)
+    assert {"freezegun", "honcho"} <= locked_packages((project / "uv.lock").read_bytes())
 
 
 def test_update_with_no_template_change_changes_nothing(template_repo: Path, tmp_path: Path):
@@ -203,6 +225,7 @@ def test_changing_an_answer_by_update_gives_a_fresh_copys_files(
 ) -> None:
     project = render(template_repo, tmp_path / "updated", {question: before})
     copier(COPIER_VERSIONS["newest-copier"], "update", "--data", f"{question}={after}", cwd=project)
+    assert_succeeds(["uv", "lock", "--quiet"], project)  # the step after an update (README)
     fresh = render(template_repo, tmp_path / "fresh", {question: after})
     updated_files, fresh_files = rendered_files(project), rendered_files(fresh)
     assert sorted(updated_files) == sorted(fresh_files)
