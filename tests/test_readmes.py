@@ -1,0 +1,196 @@
+"""The READMEs' commands, executed as written, read from the READMEs themselves.
+
+The template's "Try it" runs on this machine's network. The rendered README's blocks run on
+every code combination inside a private network (sandbox.py) that holds what
+`docker compose up -d db redis` gives a developer: PostgreSQL and Redis at the addresses and
+with the credentials compose.yaml publishes. No container engine runs here, so the compose
+line itself is not executed; the test holds it to compose.yaml instead.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import probes
+import pytest
+import redis
+import yaml
+from conftest import IDENTITY, TEMPLATE_ROOT
+from readme import block_with, commands, dotenv, in_terminal, shell_blocks, wait_until
+from sandbox import Sandbox
+
+PACKAGE = IDENTITY["package_name"]
+# The port of compose's "127.0.0.1:${DB_HOST_PORT:-5432}:5432": the default of the host side.
+PUBLISHED = re.compile(r"^127\.0\.0\.1:(?:\$\{\w+:-)?(\d+)\}?:\d+$")
+# honcho gives processes 5 s after Ctrl-C; the rest is its own start and stop.
+CTRL_C_BOUND = 10
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox()
+    yield box
+    box.close()
+
+
+def published_port(service: dict) -> int:
+    (mapping,) = service["ports"]
+    match = PUBLISHED.match(mapping)
+    assert match, f"not published on 127.0.0.1 only: {mapping}"
+    return int(match.group(1))
+
+
+@pytest.fixture
+def compose_services(project: Path, sandbox: Sandbox) -> dict[str, int]:
+    """What the README's `docker compose up -d ...` line starts, inside the sandbox."""
+    services = yaml.safe_load((project / "compose.yaml").read_text())["services"]
+    blocks = shell_blocks(project / "README.md")["Run it"]
+    backing = [name for name in ("db", "redis") if name in services]
+    if backing:
+        up = block_with(blocks, "docker compose up")
+        assert up.split() == ["docker", "compose", "up", "-d", *backing]
+    ports = {name: published_port(services[name]) for name in backing}
+    sandbox.start_compose_services(ports.get("db", 5432), ports.get("redis", 6379))
+    db = services.get("db", {"environment": {"POSTGRES_USER": "app", "POSTGRES_DB": "app"}})
+    environment = db["environment"]
+    sandbox.reset_compose_services(
+        environment["POSTGRES_USER"],
+        environment.get("POSTGRES_PASSWORD", ""),
+        environment["POSTGRES_DB"],
+    )
+    return ports
+
+
+@pytest.fixture
+def terminal_env(project: Path, combination: dict[str, str]) -> dict[str, str]:
+    """A developer's shell, plus a test-only /slow route (sitecustomize) to have in flight."""
+    slow = probes.with_slow_route(project, combination["web_framework"], seconds=1)
+    return {**os.environ, "PYTHONPATH": str(slow)}
+
+
+def run_in_sandbox(
+    sandbox: Sandbox, script: str, project: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    result = sandbox.run(["bash", "-e", "-c", script], cwd=project, env=env, timeout=600)
+    assert result.returncode == 0, (
+        f"README block failed with {result.returncode}:\n{script}\n"
+        f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+    )
+    return result
+
+
+def test_run_block_serves_and_ctrl_c_loses_no_request_and_no_job(
+    combination, project: Path, sandbox: Sandbox, compose_services, terminal_env, tmp_path: Path
+) -> None:
+    blocks = shell_blocks(project / "README.md")["Run it"]
+    run = block_with(blocks, "honcho start")
+    curl = commands(block_with(blocks, "curl"))
+    worker = combination["worker"] != "none"
+    message = f"readme-{uuid.uuid4()}"
+
+    def curl_answers() -> bool:
+        result = sandbox.run(["bash", "-c", "\n".join(curl)], timeout=10)
+        return result.returncode == 0 and " 200 " in result.stdout.splitlines()[0]
+
+    with in_terminal(sandbox.popen, run, project, terminal_env, tmp_path / "run.log") as shell:
+        wait_until(curl_answers, "the README's curl answering 200", timeout=60)
+        if worker:
+            queue = redis.Redis.from_url(dotenv(project / ".env")["REDIS_URL"])
+            # A job longer than the grace period, running when Ctrl-C comes.
+            post = f'{{"message": "{message}", "seconds": 6}}'
+            sandbox.run(["curl", "-sf", "-H", "Content-Type: application/json", "-d", post,
+                         "localhost:8000/jobs/example"], check=True)  # fmt: skip
+            wait_until(lambda: sandbox.call(queue.hlen, "unacked") == 1, "job taken", 20)
+        in_flight = sandbox.popen(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "localhost:8000/slow"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(0.3)  # the request is in the server's hands, for a second
+        shell.ctrl_c(timeout=CTRL_C_BOUND)
+        assert in_flight.communicate(timeout=10)[0] == "200", shell.output[-3000:]
+        assert "SIGKILL" not in shell.output, f"honcho had to kill:\n{shell.output[-3000:]}"
+        assert "Traceback" not in shell.output, shell.output[-3000:]
+
+    if worker:
+        assert sandbox.call(queue.hlen, "unacked") == 0, (
+            "the job is held for the visibility timeout"
+        )
+        assert sandbox.call(queue.llen, "celery") == 1, "the job was not put back on the queue"
+        # The next `honcho start` (the block's last line) runs it.
+        again = commands(run)[-1]
+        with in_terminal(
+            sandbox.popen, again, project, terminal_env, tmp_path / "again.log"
+        ) as shell:
+            results = f"{PACKAGE}:example-job:done"
+            done = lambda: message.encode() in sandbox.call(queue.lrange, results, 0, -1)  # noqa: E731
+            wait_until(done, "the requeued job run by the next worker", timeout=30)
+            shell.ctrl_c(timeout=CTRL_C_BOUND)
+
+
+def setup_lines(project: Path) -> str:
+    """The "Run it" block without its last line (the long-running `honcho start`)."""
+    run = block_with(shell_blocks(project / "README.md")["Run it"], "honcho start")
+    return "\n".join(commands(run)[:-1])
+
+
+def test_admin_block_runs_with_the_env_file(
+    project: Path, sandbox: Sandbox, compose_services
+) -> None:
+    admin = shell_blocks(project / "README.md")["Admin commands"]
+    result = run_in_sandbox(sandbox, setup_lines(project) + "\n" + admin[0], project, os.environ)
+    assert "configuration: ok" in result.stdout
+    assert "unavailable" not in result.stdout
+
+
+@pytest.mark.combinations(database="postgresql")
+def test_database_block_writes_and_applies_a_migration(
+    project: Path, sandbox: Sandbox, compose_services
+) -> None:
+    (block,) = shell_blocks(project / "README.md")["Database"]
+    versions = project / "src" / PACKAGE / "migrations" / "versions"
+    before = set(versions.iterdir())
+    try:
+        run_in_sandbox(sandbox, setup_lines(project) + "\n" + block, project, os.environ)
+        (written,) = set(versions.iterdir()) - before
+        assert "add a column" in written.read_text()
+    finally:
+        for path in set(versions.iterdir()) - before:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def test_test_and_lint_block_passes_with_nothing_skipped(
+    project: Path, sandbox: Sandbox, compose_services
+) -> None:
+    (block,) = shell_blocks(project / "README.md")["Test and lint"]
+    result = run_in_sandbox(sandbox, block, project, os.environ)
+    assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout
+
+
+def test_try_it_block_of_the_template_readme(template_repo: Path, tmp_path: Path) -> None:
+    """Render from this checkout, install, start the Procfile, and curl it as the README says."""
+    try_it = shell_blocks(TEMPLATE_ROOT / "README.md")["Try it on a fresh machine"]
+    start = block_with(try_it, "uvx copier copy").replace(
+        "gh:org/copier-twelve-factor", str(template_repo)
+    )
+    curl = block_with(try_it, "curl -i")
+    destination = Path(re.search(r"copier copy .* (\S+)$", start, re.MULTILINE).group(1))
+    shutil.rmtree(destination, ignore_errors=True)
+    try:
+        with in_terminal(subprocess.Popen, start, tmp_path, dict(os.environ),
+                         tmp_path / "try-it.log") as shell:  # fmt: skip
+
+            def answers() -> bool:
+                assert shell.process.poll() is None, shell.output[-3000:]
+                result = subprocess.run(["bash", "-c", curl], capture_output=True, text=True)
+                return result.returncode == 0 and " 200 " in result.stdout.splitlines()[0]
+
+            wait_until(answers, "the Try-it service answering", timeout=120)
+            shell.ctrl_c(timeout=CTRL_C_BOUND)
+        assert "Traceback" not in shell.output, shell.output[-3000:]
+    finally:
+        shutil.rmtree(destination, ignore_errors=True)
