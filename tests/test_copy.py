@@ -1,0 +1,63 @@
+"""The plain `copier copy`: no flag a user would not type, and a project that needs no task.
+
+The template has no tasks, so Copier asks for no `--trust`, and nothing that fails after the
+files are written (no uv, no git, no network) can make Copier remove the project again.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import assert_succeeds, rendered_files
+
+
+def copier_copy(template: Path, destination: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults", str(template), str(destination)],
+        capture_output=True, text=True, timeout=120, **kwargs,
+    )  # fmt: skip
+
+
+def next_steps(output: str) -> list[str]:
+    """The commands of the after-copy message: its indented lines."""
+    return [line.strip() for line in output.splitlines() if line.startswith("    ")]
+
+
+def test_plain_copy_then_the_printed_next_steps_give_a_locked_committed_project(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    destination = tmp_path / "myapp"
+    copied = copier_copy(template_repo, destination, cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    steps = next_steps(copied.stdout + copied.stderr)
+    assert steps[0] == f"cd {destination}", steps
+    assert not (destination / "uv.lock").exists(), "the template must not render the lock"
+
+    assert_succeeds(["bash", "-e", "-c", "\n".join(steps)], tmp_path)
+
+    assert (destination / "uv.lock").is_file()
+    assert_succeeds(["git", "diff", "--quiet", "HEAD"], destination)
+    assert "uv.lock" in assert_succeeds(["git", "ls-files"], destination).stdout
+
+
+def test_copy_without_uv_on_path_still_leaves_the_whole_project(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """Every command of PATH but uv: nothing could lock, and the project is whole."""
+    without_uv = tmp_path / "path-without-uv"
+    without_uv.mkdir()
+    for folder in map(Path, os.environ["PATH"].split(os.pathsep)):
+        for command in folder.glob("*") if folder.is_dir() else ():
+            link = without_uv / command.name
+            if command.name not in ("uv", "uvx") and not link.exists():
+                link.symlink_to(command)
+    assert shutil.which("uv", path=str(without_uv)) is None
+    destination = tmp_path / "myapp"
+    environment = {**os.environ, "PATH": str(without_uv)}
+    copied = copier_copy(template_repo, destination, env=environment)
+    assert copied.returncode == 0, copied.stderr
+    files = rendered_files(destination)
+    for expected in ("pyproject.toml", "Procfile", "README.md", ".copier-answers.yml"):
+        assert expected in files, sorted(files)
