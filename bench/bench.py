@@ -60,18 +60,13 @@ def in_turn(run: int, variants: list) -> list:
 
 
 def bench_copier(out: Samples, run: int, template: Path, work: Path, update_project: Path) -> None:
-    for label, extra in in_turn(
-        run, [(" --skip-tasks", ["--skip-tasks"]), (" (tasks: git init, uv lock)", [])]
-    ):
-        destination = work / f"copy-{run}-{len(extra)}"
-        seconds = rendering.timed(rendering.copy_command(template, destination, *extra))
-        out.add(f"copier copy --defaults{label}", "s", seconds)
-        shutil.rmtree(destination)
-    for label, extra in in_turn(
-        run, [(" --skip-tasks", ["--skip-tasks"]), (" (tasks: uv lock)", [])]
-    ):
-        seconds = rendering.timed_update(update_project, *extra)
-        out.add(f"copier update --defaults{label}, no change", "s", seconds)
+    # The template has no tasks: a copy and an update are Copier's work alone.
+    destination = work / f"copy-{run}"
+    seconds = rendering.timed(rendering.copy_command(template, destination))
+    out.add("copier copy --defaults", "s", seconds)
+    shutil.rmtree(destination)
+    seconds = rendering.timed_update(update_project)
+    out.add("copier update --defaults, no change", "s", seconds)
 
 
 def bench_harness(out: Samples, run: int, template: Path, work: Path) -> None:

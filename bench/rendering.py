@@ -52,7 +52,6 @@ def copy_command(template: Path, destination: Path, *extra: str) -> list[str]:
         *COPIER,
         "copy",
         "--defaults",
-        "--trust",
         "--quiet",
         *extra,
         str(template),
@@ -61,12 +60,14 @@ def copy_command(template: Path, destination: Path, *extra: str) -> list[str]:
 
 
 def update_command(*extra: str) -> list[str]:
-    return [*COPIER, "update", "--defaults", "--trust", "--quiet", *extra]
+    return [*COPIER, "update", "--defaults", "--quiet", *extra]
 
 
 def committed_project(template: Path, destination: Path) -> Path:
-    """A project rendered with its tasks (git init, uv lock) and committed, ready to update."""
+    """A project rendered, then set up as the after-copy message says and committed."""
     run(copy_command(template, destination))
+    run(["git", "init", "--quiet"], destination)
+    run(["uv", "lock", "--quiet"], destination)
     commit_all(destination, "rendered")
     return destination
 
@@ -86,10 +87,10 @@ def harness_steps(template: Path, destination: Path, framework: str) -> dict[str
     """
     uv_run = ["uv", "run", "--locked"]
     steps = {
-        "render (copier copy + uv lock)": timed(
+        "render (copier copy)": timed(
             copy_command(template, destination, "--data", f"web_framework={framework}")
         ),
-        "uv sync --locked": timed(["uv", "sync", "--locked"], destination),
+        "uv sync (makes the lock)": timed(["uv", "sync"], destination),
         "ruff check + ruff format --check": timed([*uv_run, "ruff", "check", "."], destination)
         + timed([*uv_run, "ruff", "format", "--check", "."], destination),
         "the project's own pytest -q": timed(
