@@ -55,9 +55,9 @@ def default_secret_key(project: Path) -> None:
 
 
 def settings_by_environment_name(project: Path) -> None:
-    edit(project, f"src/{PACKAGE}/settings.py", r"\nclass Settings\(BaseSettings\):",
+    edit(project, f"src/{PACKAGE}/settings.py", r"\nclass Settings\(EnvironmentSettings\):",
          '\nif os.environ.get("APP_ENV") == "production":\n    PLACEHOLDER_SECRET = ""\n\n\n'
-         "class Settings(BaseSettings):")  # fmt: skip
+         "class Settings(EnvironmentSettings):")  # fmt: skip
 
 
 def unlisted_setting(project: Path) -> None:
