@@ -164,8 +164,16 @@ FRAMEWORKS = {
 }
 
 
-@pytest.mark.parametrize("example", NASTY_EXAMPLES)
-@pytest.mark.parametrize("options", FRAMEWORKS)
+@pytest.mark.parametrize(
+    ("example", "options"),
+    [
+        ("quotes-backslash-unicode", "fastapi-postgresql-celery"),
+        ("quotes-backslash-unicode", "flask"),
+        ("digits-first", "flask"),
+        ("all-cjk", "fastapi-postgresql-celery"),
+        ("300-characters", "fastapi-postgresql-celery"),
+    ],
+)
 def test_nasty_answers_give_a_project_that_installs_lints_and_imports(
     template_repo: Path, tmp_path: Path, example: str, options: str
 ) -> None:
@@ -201,10 +209,9 @@ def test_nasty_answers_give_a_project_that_installs_lints_and_imports(
         ],
         destination,
     )
-    assert (
-        json.loads(imported.stdout).split()
-        == answers.get("description", "A twelve-factor web service.").split()
-    )
+    # The docstring is the description, wrapped where it is long.
+    description = answers.get("description", "A twelve-factor web service.")
+    assert "".join(json.loads(imported.stdout).split()) == "".join(description.split())
 
 
 # Lists the top-level modules each installed distribution provides, run in a rendered project.

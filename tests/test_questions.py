@@ -29,7 +29,7 @@ BAD_ANSWERS = [
     ("description", "", "one non-empty line"),
     ("description", "Takes orders.\nAnd more.", "must be one line of text"),
     ("author_name", "", "must not be empty"),
-    ("author_name", "Ada\x00Lovelace", "must be one line of text"),
+    ("author_name", "Ada\x07Lovelace", "must be one line of text"),
     ("author_email", "ada.example.org", "must look like name@example.com"),
     ("author_email", 'ada"@example.org', "must look like name@example.com"),
     ("web_framework", "django", "'django' is not in ['fastapi', 'flask']"),
