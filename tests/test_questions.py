@@ -5,19 +5,33 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import rendered_files
 from matrix import choice_questions
 
 BAD_ANSWERS = [
     ("project_name", "   ", "must not be empty"),
+    ("project_name", "Order\nService", "must be one line of text"),
+    ("project_name", "Order\tService", "without tabs or other control characters"),
     ("project_slug", "Order Service", "lowercase letters, digits and single hyphens"),
     ("project_slug", "9-lives", "starting with a letter"),
     ("project_slug", "order--service", "single hyphens"),
+    ("project_slug", "a" * 56, "must be at most 55 characters"),
+    ("project_slug", "flask", "a distribution the project depends on"),
+    ("project_slug", "pydantic-settings", "a distribution the project depends on"),
     ("package_name", "order-service", "must be a Python identifier"),
     ("package_name", "class", "is a Python keyword"),
+    ("package_name", "email", "a module of Python's standard library"),
+    ("package_name", "tomllib", "a module of Python's standard library"),
+    ("package_name", "celery", "a module of a library the project depends on"),
+    ("package_name", "yaml", "a module of a library the project depends on"),
+    ("package_name", "a" * 26, "must be at most 25 characters"),
     ("description", "", "one non-empty line"),
+    ("description", "Takes orders.\nAnd more.", "must be one line of text"),
     ("author_name", "", "must not be empty"),
+    ("author_name", "Ada\x07Lovelace", "must be one line of text"),
     ("author_email", "ada.example.org", "must look like name@example.com"),
+    ("author_email", 'ada"@example.org', "must look like name@example.com"),
     ("web_framework", "django", "'django' is not in ['fastapi', 'flask']"),
     ("python_version", "3.9", "'3.9' is not in ['3.11', '3.12', '3.13']"),
     ("database", "mysql", "'mysql' is not in ['none', 'postgresql']"),
@@ -66,12 +80,39 @@ def test_every_choice_question_has_its_own_bad_answer_test() -> None:
     assert set(choice_questions()) <= tested
 
 
-def test_slug_and_package_are_derived_from_the_name(template_repo: Path, tmp_path: Path) -> None:
-    result = copier_copy(template_repo, tmp_path / "out", "project_name=Ünïcode  Order Service!")
+# A name, and the slug and package derived from it: always valid, whatever the name.
+DERIVED = [
+    ("Café Ünicode Service", "cafe-unicode-service", "cafe_unicode_service"),
+    ("Ünïcode  Order Service!", "unicode-order-service", "unicode_order_service"),
+    ("Straße Øresund Łódź", "strasse-oresund-lodz", "strasse_oresund_lodz"),
+    ("3D Printer API", "service-3d-printer-api", "service_3d_printer_api"),
+    ("日本語サービス", "service", "service"),
+    ("Email", "email-service", "email_service"),
+    ("Flask", "flask-service", "flask_service"),
+    ("Celery", "celery-service", "celery_service"),
+    ("Order " * 57 + "Service", "-".join(["order"] * 9), "_".join(["order"] * 4)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "slug", "package"), DERIVED, ids=[name[:24] for name, _, _ in DERIVED]
+)
+def test_slug_and_package_derived_from_any_name_are_valid(
+    template_repo: Path, tmp_path: Path, name: str, slug: str, package: str
+) -> None:
+    result = copier_copy(template_repo, tmp_path / "out", f"project_name={name}")
     assert result.returncode == 0, result.stderr
-    answers = (tmp_path / "out" / ".copier-answers.yml").read_text()
-    assert "project_slug: n-code-order-service" in answers
-    assert "package_name: n_code_order_service" in answers
+    answers = yaml.safe_load((tmp_path / "out" / ".copier-answers.yml").read_text())
+    assert (answers["project_slug"], answers["package_name"]) == (slug, package)
+    assert (tmp_path / "out" / "src" / package / "__init__.py").is_file()
+
+
+def test_slug_given_is_the_package_default(template_repo: Path, tmp_path: Path) -> None:
+    """A slug typed by hand whose package would shadow a module gets a package that does not."""
+    result = copier_copy(template_repo, tmp_path / "out", "project_slug=json")
+    assert result.returncode == 0, result.stderr
+    answers = yaml.safe_load((tmp_path / "out" / ".copier-answers.yml").read_text())
+    assert (answers["project_slug"], answers["package_name"]) == ("json", "json_service")
 
 
 def test_same_answers_render_byte_identical_files(template_repo: Path, tmp_path: Path) -> None:
