@@ -182,3 +182,19 @@ def test_gitlab_ci_runs_the_checks_and_builds_the_image(
     services = " ".join(s["name"] for s in jobs["test"].get("services", []))
     assert ("postgres" in services) == (every_combination["database"] == "postgresql")
     assert ("redis" in services) == (every_combination["worker"] != "none")
+
+
+@pytest.mark.combinations(ci="gitlab")
+def test_gitlab_runs_for_merge_requests_the_default_branch_and_tags_once_each(
+    rendered: Path,
+) -> None:
+    text = (rendered / ".gitlab-ci.yml").read_text()
+    rules = yaml.safe_load(text)["workflow"]["rules"]
+    assert rules == [
+        {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'},
+        {"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"},
+        {"if": "$CI_COMMIT_TAG"},
+    ], "a branch pipeline beside a merge request's runs every change twice"
+    header = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    for promised in ("Every merge request", "the default branch", "every tag"):
+        assert promised in header, promised
