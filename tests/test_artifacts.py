@@ -161,6 +161,8 @@ def test_github_ci_runs_the_checks_and_builds_the_image(
     for check in ("uv lock --check", "uv sync --locked", "ruff check", "ruff format --check",
                   "pytest", "docker build"):  # fmt: skip
         assert check in runs, check
+    # Compiled once at install, as in the image; the project itself does not ask every `uv run`.
+    assert workflow["jobs"]["test"]["env"]["UV_COMPILE_BYTECODE"] == "1"
     for step in steps:
         if "uses" in step:
             assert re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
@@ -179,6 +181,7 @@ def test_gitlab_ci_runs_the_checks_and_builds_the_image(
     for check in ("uv lock --check", "uv sync --locked", "ruff check", "ruff format --check",
                   "pytest", "docker build"):  # fmt: skip
         assert check in scripts, check
+    assert jobs["test"]["variables"]["UV_COMPILE_BYTECODE"] == "1"
     services = " ".join(s["name"] for s in jobs["test"].get("services", []))
     assert ("postgres" in services) == (every_combination["database"] == "postgresql")
     assert ("redis" in services) == (every_combination["worker"] != "none")

@@ -30,6 +30,13 @@ def test_is_formatted(project: Path) -> None:
     assert_succeeds(["uv", "run", "--locked", "ruff", "format", "--check", "."], project)
 
 
+def test_uv_run_is_quiet(project: Path) -> None:
+    """Bytecode is compiled where the project is installed (the image, CI), not on every run."""
+    env = {name: value for name, value in os.environ.items() if name != "UV_COMPILE_BYTECODE"}
+    result = assert_succeeds(["uv", "run", "--locked", "python", "-c", "pass"], project, env=env)
+    assert "Bytecode compiled" not in result.stderr
+
+
 def test_passes_its_own_tests(project: Path, service_env: dict[str, str]) -> None:
     result = assert_succeeds(
         ["uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider"],
