@@ -159,7 +159,7 @@ def test_github_ci_runs_the_checks_and_builds_the_image(
     steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
     runs = "\n".join(step.get("run", "") for step in steps)
     for check in ("uv lock --check", "uv sync --locked", "ruff check", "ruff format --check",
-                  "pytest", "docker build"):  # fmt: skip
+                  "mypy", "pytest", "docker build"):  # fmt: skip
         assert check in runs, check
     # Compiled once at install, as in the image; the project itself does not ask every `uv run`.
     assert workflow["jobs"]["test"]["env"]["UV_COMPILE_BYTECODE"] == "1"
@@ -179,7 +179,7 @@ def test_gitlab_ci_runs_the_checks_and_builds_the_image(
     scripts = "\n".join(line for job in jobs.values() if isinstance(job, dict)
                         for line in job.get("script", []))  # fmt: skip
     for check in ("uv lock --check", "uv sync --locked", "ruff check", "ruff format --check",
-                  "pytest", "docker build"):  # fmt: skip
+                  "mypy", "pytest", "docker build"):  # fmt: skip
         assert check in scripts, check
     assert jobs["test"]["variables"]["UV_COMPILE_BYTECODE"] == "1"
     services = " ".join(s["name"] for s in jobs["test"].get("services", []))

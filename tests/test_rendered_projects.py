@@ -30,6 +30,10 @@ def test_is_formatted(project: Path) -> None:
     assert_succeeds(["uv", "run", "--locked", "ruff", "format", "--check", "."], project)
 
 
+def test_passes_mypy(project: Path) -> None:
+    assert_succeeds(["uv", "run", "--locked", "mypy"], project)
+
+
 def test_uv_run_is_quiet(project: Path) -> None:
     """Bytecode is compiled where the project is installed (the image, CI), not on every run."""
     env = {name: value for name, value in os.environ.items() if name != "UV_COMPILE_BYTECODE"}
