@@ -160,8 +160,10 @@ def test_github_ci_runs_the_checks_and_builds_the_image(
     steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
     runs = "\n".join(step.get("run", "") for step in steps)
     for check in ("uv lock --check", "uv sync --locked", "ruff check", "ruff format --check",
-                  "pytest", "docker build"):  # fmt: skip
+                  "mypy", "pytest", "docker build"):  # fmt: skip
         assert check in runs, check
+    # Compiled once at install, as in the image; the project itself does not ask every `uv run`.
+    assert workflow["jobs"]["test"]["env"]["UV_COMPILE_BYTECODE"] == "1"
     for step in steps:
         if "uses" in step:
             assert re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
@@ -178,8 +180,25 @@ def test_gitlab_ci_runs_the_checks_and_builds_the_image(
     scripts = "\n".join(line for job in jobs.values() if isinstance(job, dict)
                         for line in job.get("script", []))  # fmt: skip
     for check in ("uv lock --check", "uv sync --locked", "ruff check", "ruff format --check",
-                  "pytest", "docker build"):  # fmt: skip
+                  "mypy", "pytest", "docker build"):  # fmt: skip
         assert check in scripts, check
+    assert jobs["test"]["variables"]["UV_COMPILE_BYTECODE"] == "1"
     services = " ".join(s["name"] for s in jobs["test"].get("services", []))
     assert ("postgres" in services) == (every_combination["database"] == "postgresql")
     assert ("redis" in services) == (every_combination["worker"] != "none")
+
+
+@pytest.mark.combinations(ci="gitlab")
+def test_gitlab_runs_for_merge_requests_the_default_branch_and_tags_once_each(
+    rendered: Path,
+) -> None:
+    text = (rendered / ".gitlab-ci.yml").read_text()
+    rules = yaml.safe_load(text)["workflow"]["rules"]
+    assert rules == [
+        {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'},
+        {"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"},
+        {"if": "$CI_COMMIT_TAG"},
+    ], "a branch pipeline beside a merge request's runs every change twice"
+    header = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    for promised in ("Every merge request", "the default branch", "every tag"):
+        assert promised in header, promised

@@ -55,3 +55,10 @@ def test_its_tests_pass_without_backing_services_and_skip_theirs_in_one_line(
     under_ci = run(pytest_command, project, env={**env, "CI": "true"})
     assert under_ci.returncode != 0
     assert "CI runs every test" in under_ci.stdout and "SKIPPED" not in under_ci.stdout
+
+
+def test_uv_run_is_quiet(project: Path) -> None:
+    """Bytecode is compiled where the project is installed (the image, CI), not on every run."""
+    env = {name: value for name, value in os.environ.items() if name != "UV_COMPILE_BYTECODE"}
+    result = assert_succeeds(["uv", "run", "--locked", "python", "-c", "pass"], project, env=env)
+    assert "Bytecode compiled" not in result.stderr

@@ -1,6 +1,20 @@
 """Liveness and readiness: what /healthz and /readyz answer, and what `admin check` reports."""
 
+import re
 from collections.abc import Callable, Mapping
+from typing import Literal, TypedDict
+
+# The user and password of a URL (scheme://user:password@host), masked wherever a message
+# quotes one: a report is shown to whoever asks /readyz.
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
+MAX_REASON = 300
+
+
+class Report(TypedDict):
+    """The readiness report: overall, and each backing service's state ("ok" or why not)."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
 
 
 def liveness() -> dict[str, str]:
@@ -8,14 +22,23 @@ def liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def readiness(probes: Mapping[str, Callable[[], object]]) -> tuple[bool, dict[str, object]]:
+def describe_failure(error: BaseException) -> str:
+    """Why a probe failed, in one line: the underlying error's class and first line."""
+    # Client libraries wrap the driver's error (SQLAlchemy's `raise ... from`): report that one.
+    cause = error.__cause__ or error
+    first_line = next(iter(str(cause).strip().splitlines()), "")
+    reason = URL_CREDENTIALS.sub("***@", first_line)[:MAX_REASON]
+    return f"{type(cause).__name__}: {reason}" if reason else type(cause).__name__
+
+
+def readiness(probes: Mapping[str, Callable[[], object]]) -> tuple[bool, Report]:
     """Whether every backing service answers, with each one's state."""
-    checks = {}
+    checks: dict[str, str] = {}
     for service, probe in probes.items():
         try:
             probe()
         except Exception as error:  # noqa: BLE001 - any failure means "not ready", never a crash
-            checks[service] = f"unavailable: {type(error).__name__}"
+            checks[service] = f"unavailable: {describe_failure(error)}"
         else:
             checks[service] = "ok"
     ready = all(state == "ok" for state in checks.values())

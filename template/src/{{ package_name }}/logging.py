@@ -28,12 +28,12 @@ def configure_logging(
         *server_processors,
         drop_positional_args,
     ]
+    final_processors: list[structlog.typing.Processor]
     if settings.log_format == "json":
-        renderer: structlog.typing.Processor = structlog.processors.JSONRenderer()
         final_processors = [
             structlog.processors.format_exc_info,
             structlog.processors.EventRenamer("message"),
-            renderer,
+            structlog.processors.JSONRenderer(),
         ]
     else:
         final_processors = [structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())]

@@ -5,10 +5,11 @@ import click
 from ..health import readiness
 from ..services import connect
 from ..settings import Settings
+from .settings_loaded import with_settings
 
 
 @click.command()
-@click.pass_obj
+@with_settings
 def check(settings: Settings) -> None:
     """Validate the configuration and report each backing service."""
     services = connect(settings)

@@ -1,0 +1,23 @@
+"""What every admin command runs with: the service's settings and event stream."""
+
+import functools
+from collections.abc import Callable
+
+from ..logging import configure_logging
+from ..settings import load_settings
+
+
+def with_settings(command: Callable[..., None]) -> Callable[..., None]:
+    """Run the command with the settings (its first argument), logging as the web process does.
+
+    The settings are read when a command runs, not when the group parses its arguments, so
+    `--help` works with nothing configured; a command with bad config stops with one message.
+    """
+
+    @functools.wraps(command)
+    def run(*args: object, **kwargs: object) -> None:
+        settings = load_settings()
+        configure_logging(settings)
+        command(settings, *args, **kwargs)
+
+    return run
