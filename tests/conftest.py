@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -97,6 +98,18 @@ def assert_succeeds(command: list[str], cwd: Path, **kwargs) -> subprocess.Compl
         f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     )
     return result
+
+
+def copier_copy(
+    template: Path, destination: Path, *data: str, **kwargs
+) -> subprocess.CompletedProcess[str]:
+    """`copier copy --defaults` as a user types it, each answer in `data` given as --data."""
+    arguments = [arg for answer in data for arg in ("--data", answer)]
+    return subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults", *arguments, str(template),
+         str(destination)],
+        capture_output=True, text=True, timeout=120, **kwargs,
+    )  # fmt: skip
 
 
 def rendered_files(root: Path) -> dict[str, bytes]:

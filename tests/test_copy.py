@@ -6,18 +6,9 @@ files are written (no uv, no git, no network) can make Copier remove the project
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import assert_succeeds, rendered_files
-
-
-def copier_copy(template: Path, destination: Path, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--defaults", str(template), str(destination)],
-        capture_output=True, text=True, timeout=120, **kwargs,
-    )  # fmt: skip
+from conftest import assert_succeeds, copier_copy, rendered_files
 
 
 def next_steps(output: str) -> list[str]:

@@ -1,12 +1,10 @@
 """The questions: bad answers are refused with a message saying what is allowed; renders repeat."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import rendered_files
+from conftest import copier_copy, rendered_files
 from matrix import choice_questions
 
 BAD_ANSWERS = [
@@ -39,28 +37,6 @@ BAD_ANSWERS = [
     ("ci", "jenkins", "'jenkins' is not in ['github', 'gitlab', 'none']"),
     ("deploy", "helm", "'helm' is not in ['none', 'kubernetes']"),
 ]
-
-
-def copier_copy(template: Path, destination: Path, *data: str) -> subprocess.CompletedProcess[str]:
-    """The copier command line a user types, with answers given as --data."""
-    arguments = [arg for answer in data for arg in ("--data", answer)]
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "copier",
-            "copy",
-            "--defaults",
-            "--trust",
-            "--skip-tasks",
-            *arguments,
-            str(template),
-            str(destination),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(
