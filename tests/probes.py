@@ -1,6 +1,6 @@
 """Twelve-factor probes: each runs a rendered project and raises AssertionError on a violation.
 
-They take the project and the environment it needs (SECRET_KEY and its backing services), so
+They take the project and the environment it needs (its secret and backing services), so
 the same probe runs on every combination and, in the meta-tests, on a project with a violation
 put in on purpose, where it must fail.
 """
@@ -279,6 +279,8 @@ def probe_admin_commands_are_one_offs(project: Path, env: dict[str, str], down: 
         assert failed.returncode != 0, "check passed with a backing service down"
         assert "Traceback" not in failed.stderr, failed.stderr
         assert "unavailable" in failed.stdout + failed.stderr
-    unconfigured = run_one_off(project, [*admin, "check"], {})
-    assert unconfigured.returncode != 0
-    assert "SECRET_KEY" in unconfigured.stderr and "Traceback" not in unconfigured.stderr
+    misconfigured = run_one_off(project, [*admin, "check"], {"LOG_FORMAT": "xml"})
+    assert misconfigured.returncode != 0
+    assert "Traceback" not in misconfigured.stderr, misconfigured.stderr
+    for variable in [*env, "LOG_FORMAT"]:
+        assert variable in misconfigured.stderr, f"{variable} not named: {misconfigured.stderr}"

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from artifacts import env_example_names
 from servers import free_port
 
 SECRET_KEY = "s" * 40
@@ -30,9 +31,11 @@ def procfile(project: Path) -> dict[str, list[str]]:
     return commands
 
 
-def app_env(service_env: dict[str, str], **overrides: str) -> dict[str, str]:
-    """What the service needs to start: a secret, its backing services, and any overrides."""
-    return {"SECRET_KEY": SECRET_KEY, **service_env, **overrides}
+def app_env(project: Path, service_env: dict[str, str], **overrides: str) -> dict[str, str]:
+    """What the service needs to start: its secret where it reads one (.env.example names each
+    variable it reads), its backing services, and any overrides."""
+    secret = {"SECRET_KEY": SECRET_KEY} if "SECRET_KEY" in env_example_names(project) else {}
+    return {**secret, **service_env, **overrides}
 
 
 def process_env(project: Path, variables: dict[str, str]) -> dict[str, str]:

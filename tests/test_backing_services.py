@@ -14,7 +14,7 @@ def test_readyz_turns_503_while_healthz_stays_200_when_postgres_stops(
     database = start_postgres()
     try:
         url = database.create_database("app")
-        with running_web(project, app_env(service_env, DATABASE_URL=url)) as web:
+        with running_web(project, app_env(project, service_env, DATABASE_URL=url)) as web:
             assert web.get("/readyz")[0] == 200
             database.stop()
             status, body = web.get("/readyz")

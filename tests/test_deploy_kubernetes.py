@@ -36,9 +36,9 @@ def config_map(resources: list[dict]) -> dict[str, str]:
 
 
 def example_secret(project: Path) -> dict[str, str]:
-    return yaml.safe_load((project / KUBERNETES / "base/secret.example.yaml").read_text())[
-        "stringData"
-    ]
+    """The example Secret's keys and placeholders; none where the service needs no secret."""
+    example = project / KUBERNETES / "base/secret.example.yaml"
+    return yaml.safe_load(example.read_text())["stringData"] if example.exists() else {}
 
 
 @pytest.mark.combinations(deploy="kubernetes")
@@ -124,7 +124,8 @@ def test_every_variable_the_manifests_set_is_one_the_settings_read(rendered, bas
             named |= {item["name"] for item in container.get("env", [])}
             sources = sorted((kind, ref["name"]) for source in container["envFrom"]
                              for kind, ref in source.items())  # fmt: skip
-            assert sources == [("configMapRef", f"{SLUG}-config"), ("secretRef", f"{SLUG}-secrets")]
+            secret = [("secretRef", f"{SLUG}-secrets")] if example_secret(rendered) else []
+            assert sources == [("configMapRef", f"{SLUG}-config"), *secret]
     assert named - env_example_names(rendered) == set()
     assert "SECRET_KEY" not in config_map(base), "a secret in the ConfigMap"
 
@@ -140,7 +141,7 @@ def test_the_manifests_settings_start_the_service_and_its_probes_answer(
     (container,) = pod_spec(by_component(base, "Deployment")["web"])["containers"]
     # The ConfigMap's settings, real secrets; PORT is the harness's free port, as the Procfile
     # binding on $PORT is shown elsewhere.
-    with running_web(project, app_env(service_env, **config_map(base))) as web:
+    with running_web(project, app_env(project, service_env, **config_map(base))) as web:
         for probe in ("livenessProbe", "readinessProbe"):
             status, _ = web.get(container[probe]["httpGet"]["path"])
             assert status == 200, probe
@@ -152,6 +153,10 @@ def test_the_example_secrets_placeholders_are_refused_at_startup(
     rendered = kubernetes_render(combination, render)
     base = kustomize_build(rendered / KUBERNETES / "base")
     placeholders = example_secret(rendered)
+    if not placeholders:  # nothing secret to give: the ConfigMap alone starts the service
+        with running_web(project, config_map(base)) as web:
+            assert web.get("/healthz")[0] == 200
+        return
     variables = {**config_map(base), **placeholders, "PORT": str(free_port())}
     result = run_one_off(project, procfile(project)["web"], variables, timeout=30)
     assert result.returncode != 0, "the service started with the example secret's placeholders"

@@ -13,7 +13,7 @@ import probes
 import psycopg
 import pytest
 from conftest import IDENTITY, assert_succeeds
-from processes import SECRET_KEY
+from processes import app_env
 
 PACKAGE = IDENTITY["package_name"]
 
@@ -156,11 +156,11 @@ def test_probe_fails_on_the_violation(name: str, fresh, request: pytest.FixtureR
     project = fresh(violation.answers)
 
     def env(attempt: str) -> dict[str, str]:
-        variables = {"SECRET_KEY": SECRET_KEY}
+        service = {}
         if violation.answers.get("database") == "postgresql":
             postgres = request.getfixturevalue("postgres")
-            variables["DATABASE_URL"] = postgres.create_database(f"{attempt}_{id(project)}")
-        return variables
+            service["DATABASE_URL"] = postgres.create_database(f"{attempt}_{id(project)}")
+        return app_env(project, service)
 
     # The project as rendered passes: the failure below is the violation's doing.
     violation.probe(project, env("intact"))

@@ -13,8 +13,8 @@ from processes import app_env
 
 
 @pytest.fixture
-def env(service_env: dict[str, str]) -> dict[str, str]:
-    return app_env(service_env)
+def env(project: Path, service_env: dict[str, str]) -> dict[str, str]:
+    return app_env(project, service_env)
 
 
 def test_iii_missing_or_malformed_config_stops_startup_naming_each_variable(project, env):

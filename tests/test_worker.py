@@ -33,9 +33,9 @@ def enqueue(project: Path, env: dict[str, str], message: str, seconds: float) ->
 
 
 @pytest.fixture
-def env(service_env: dict[str, str]) -> dict[str, str]:
+def env(project: Path, service_env: dict[str, str]) -> dict[str, str]:
     # A short grace period keeps the test short; the mechanism is the same at any length.
-    return app_env(service_env, SHUTDOWN_GRACE_SECONDS="2")
+    return app_env(project, service_env, SHUTDOWN_GRACE_SECONDS="2")
 
 
 @pytest.mark.combinations(worker="celery")
