@@ -44,7 +44,7 @@ def defaults() -> dict[str, str]:
 def code_questions() -> list[str]:
     """The choice questions that some file read by the project's own checks mentions."""
     texts = [
-        f"{path}\n{path.read_text()}"
+        f"{path.relative_to(TEMPLATE_ROOT)}\n{path.read_text()}"
         for path in (TEMPLATE_ROOT / "template").rglob("*")
         if path.is_file() and re.sub(r"\{%.*?%\}|\.jinja$", "", path.name).endswith(CODE_FILES)
     ]
