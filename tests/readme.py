@@ -85,13 +85,15 @@ def in_terminal(
     try:
         yield terminal
     finally:
-        kill_tree(process.pid)
-        process.wait()
+        # Only while it runs: once reaped, its pid may already be another process's.
+        if process.poll() is None:
+            kill_tree(process.pid)
+            process.wait()
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL a process and every descendant, in whatever session or group they have moved to
-    (honcho starts each Procfile process in a session of its own)."""
+    """SIGKILL a running, unreaped process and every descendant, in whatever session or group
+    they have moved to (honcho starts each Procfile process in a session of its own)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
