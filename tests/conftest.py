@@ -100,6 +100,12 @@ def assert_succeeds(command: list[str], cwd: Path, **kwargs) -> subprocess.Compl
     return result
 
 
+def install_env() -> dict[str, str]:
+    """Bytecode compiled at install, as the image and the CI pipelines install: the service
+    then writes no file while serving, which the probes check."""
+    return {**os.environ, "UV_COMPILE_BYTECODE": "1"}
+
+
 def copier_copy(
     template: Path, destination: Path, *data: str, **kwargs
 ) -> subprocess.CompletedProcess[str]:
@@ -173,7 +179,7 @@ def sync() -> Callable[[Path], Path]:
 
     def _sync(project: Path) -> Path:
         if project not in synced:
-            assert_succeeds(["uv", "sync", "--quiet"], project)
+            assert_succeeds(["uv", "sync", "--quiet"], project, env=install_env())
             synced.add(project)
         return project
 
