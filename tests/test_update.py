@@ -111,9 +111,9 @@ OUR_NOTES = "\n## Our notes\n\nDeploys go out every Tuesday.\n"
 
 def make_users_edits(project: Path, framework: str) -> None:
     edit(project / f"src/{PACKAGE}/app.py", "    return app\n", NEW_ENDPOINT[framework])
-    edit(project / f"src/{PACKAGE}/settings.py", "web_concurrency: Annotated[int, Field(ge=1)] = 1",
-         "web_concurrency: Annotated[int, Field(ge=1)] = 4")  # fmt: skip
-    edit(project / "tests/test_settings.py", "== (8000, 1)", "== (8000, 4)")
+    # (Not a settings default: 0.3.0 moves the settings' fields, a real conflict by design.)
+    edit(project / f"src/{PACKAGE}/request_id.py", "{1,128}", "{1,64}")
+    edit(project / "tests/test_request_id.py", '"x" * 200', '"x" * 100')
     edit(
         project / "pyproject.toml",
         '    "click>=8.1",\n',
@@ -156,7 +156,8 @@ def test_update_to_the_newest_version_keeps_the_users_edits(
     assert conflict_markers(project) == []
     assert (project / "uv.lock").read_bytes() == users_lock, "the update touched the user's lock"
     assert '@app.get("/hello")' in (project / f"src/{PACKAGE}/app.py").read_text()
-    assert "Field(ge=1)] = 4" in (project / f"src/{PACKAGE}/settings.py").read_text()
+    assert "{1,64}" in (project / f"src/{PACKAGE}/request_id.py").read_text()
+    assert '"x" * 100' in (project / "tests/test_request_id.py").read_text()
     assert '"orjson>=3.10"' in (project / "pyproject.toml").read_text()
     readme = (project / "README.md").read_text()
     assert OUR_NOTES in readme and "uv run honcho start" in readme
