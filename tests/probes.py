@@ -135,8 +135,10 @@ def with_slow_route(project: Path, framework: str, seconds: float) -> Path:
         f"import {package_of(project)}.app as module\n"
         "real_create_app = module.create_app\n"
         "def create_app(settings):\n"
-        f"    app = real_create_app(settings){route}\n"
-        "    return app\n"
+        "    service = real_create_app(settings)\n"
+        # The edge in front holds the framework's app; the route is added to that.
+        f"    app = service.framework_app{route}\n"
+        "    return service\n"
         "module.create_app = create_app\n"
     )
     return folder

@@ -4,11 +4,14 @@ Run by the Procfile's `web` line. Settings are checked here, before the port is 
 configuration error ends the process with one message and no traceback.
 """
 
+import signal
+import sys
+
 import uvicorn
-from fastapi import FastAPI
 from structlog.typing import EventDict, WrappedLogger
 
 from .app import create_app
+from .edge import Edge
 from .logging import configure_logging
 from .settings import load_settings
 
@@ -22,16 +25,22 @@ def access_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> Eve
     return event
 
 
-def serve_app() -> FastAPI:
+def serve_app() -> Edge:
     """The app of one server process; each worker process builds its own."""
     settings = load_settings()
     configure_logging(settings, server_processors=[access_fields])
     return create_app(settings)
 
 
+def drained(_signal: int, _frame: object) -> None:
+    """uvicorn raises SIGTERM again once it has drained: that stop is a clean one, status 0."""
+    sys.exit(0)
+
+
 def main() -> None:
     settings = load_settings()
     configure_logging(settings, server_processors=[access_fields])
+    signal.signal(signal.SIGTERM, drained)
     uvicorn.run(
         f"{__name__}:serve_app",
         factory=True,

@@ -1,0 +1,204 @@
+"""The layer every request passes before the framework's app: plain ASGI, the same on each.
+
+It holds what a request must get whatever the app does, and what must not wait for the app's
+threads (which a slow database can take up): the request id, on every log line and echoed
+back; /healthz and /readyz; the body limit, enforced before a body is read past it; the whole
+body read before the app starts, so that a slow client holds no thread; the deadline; and a
+JSON answer to every failure.
+"""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from .failures import answer_for, error_body, log_failure
+from .health import bounded_readiness, liveness
+from .request_id import HEADER, choose_request_id
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ID_HEADER = HEADER.lower().encode()
+# A readiness probe not answered by then counts as failed, so /readyz answers within 2 s.
+PROBE_SECONDS = 1.5
+
+log = structlog.get_logger(__name__)
+
+
+class BodyTooLarge(Exception):
+    """The request's body is longer than the limit."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was whole."""
+
+
+class Reply:
+    """The response to one request, sent by the app or, when it cannot, by the edge."""
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self._send = send
+        self.request_id = request_id
+        self.started = asyncio.Event()
+        self.closed = False  # the edge has answered: whatever the app sends later is dropped
+
+    async def send(self, message: Message) -> None:
+        if self.closed:
+            return
+        if message["type"] == "http.response.start":
+            self.started.set()
+            message["headers"] = [*message.get("headers", []), (ID_HEADER, self.id_bytes)]
+        await self._send(message)
+
+    async def json(self, status: int, body: object) -> None:
+        """Answer with a JSON body, unless the app has begun its own answer."""
+        if self.started.is_set():
+            return
+        self.started.set()
+        self.closed = True
+        payload = json.dumps(body).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (ID_HEADER, self.id_bytes),
+        ]
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        await self._send({"type": "http.response.body", "body": payload})
+
+    @property
+    def id_bytes(self) -> bytes:
+        return self.request_id.encode()
+
+
+class Edge:
+    """Wraps the framework's ASGI app (`app`); `framework_app` is the FastAPI or Flask object."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        framework_app: object,
+        *,
+        request_timeout: float,
+        max_body_bytes: int,
+        readiness_probes: Mapping[str, Callable[[], object]],
+    ) -> None:
+        self.app = app
+        self.framework_app = framework_app
+        self.request_timeout = request_timeout
+        self.max_body_bytes = max_body_bytes
+        self.readiness_probes = readiness_probes
+        # Probes run on threads of their own: readiness is answered when the app's are busy.
+        self.probe_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readiness")
+        # Requests answered at their deadline whose app work has not ended yet.
+        self.abandoned: set[asyncio.Future[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = [(name, value) for name, value in scope["headers"] if name != ID_HEADER]
+        incoming = next((v for k, v in scope["headers"] if k == ID_HEADER), b"")
+        request_id = choose_request_id(incoming.decode("latin-1"))
+        # The app reads the id from the header: the one chosen here, whatever the client sent.
+        scope["headers"] = [*headers, (ID_HEADER, request_id.encode())]
+        with bound_contextvars(request_id=request_id):
+            await self.handle(scope, receive, Reply(send, request_id))
+
+    async def handle(self, scope: Scope, receive: Receive, reply: Reply) -> None:
+        if scope["path"] == "/healthz":
+            await reply.json(200, liveness())
+            return
+        if scope["path"] == "/readyz":
+            ready, report = await bounded_readiness(
+                self.readiness_probes, PROBE_SECONDS, self.probe_threads
+            )
+            await reply.json(200 if ready else 503, report)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                body = await self.read_body(scope, receive)
+        except BodyTooLarge:
+            limit = f"The request body must be at most {self.max_body_bytes} bytes."
+            await reply.json(413, error_body(413, limit))
+            return
+        except TimeoutError:
+            await reply.json(408, error_body(408, "The request body did not arrive in time."))
+            return
+        except ClientGone:
+            return
+        await self.run_app(scope, replay(body, receive), reply, deadline)
+
+    async def read_body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and int(declared) > self.max_body_bytes:
+            raise BodyTooLarge
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def run_app(self, scope: Scope, receive: Receive, reply: Reply, deadline: float) -> None:
+        work = asyncio.ensure_future(self.app(scope, receive, reply.send))
+        started = asyncio.ensure_future(reply.started.wait())
+        try:
+            timeout = max(deadline - asyncio.get_running_loop().time(), 0)
+            await asyncio.wait({work, started}, timeout=timeout, return_when="FIRST_COMPLETED")
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
+        finally:
+            started.cancel()
+        if not work.done() and not reply.started.is_set():
+            self.abandon(work)
+            log.warning("request deadline passed", seconds=self.request_timeout)
+            detail = f"The request did not finish within {self.request_timeout:g} s."
+            await reply.json(503, error_body(503, detail))
+            return
+        try:
+            await work
+        except Exception as error:  # noqa: BLE001 - every failure is answered and logged here
+            log_failure(error)
+            await reply.json(*answer_for(error))
+
+    def abandon(self, work: asyncio.Future[None]) -> None:
+        """Stop awaiting work past its deadline; a thread running it finishes by itself."""
+        work.cancel()
+        self.abandoned.add(work)
+        work.add_done_callback(self.forget)
+
+    def forget(self, work: asyncio.Future[None]) -> None:
+        self.abandoned.discard(work)
+        if not work.cancelled() and work.exception() is not None:
+            log.info("abandoned request ended", error=repr(work.exception()))
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the app the body already read, then what the client sends next."""
+    given = False
+
+    async def receive_replayed() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return receive_replayed
