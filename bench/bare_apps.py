@@ -1,8 +1,8 @@
 """The baselines: a bare app with one /healthz route, on the same framework and server.
 
 Each runs from the rendered project's venv (so the same package versions), from a temp folder,
-started by its server's own CLI with that server's defaults, except the workers, the threads of
-gunicorn's gthread worker (8, as the rendered service has) and the access log, on or off.
+started by uvicorn's own CLI with its defaults, except the workers and the access log, on or
+off. Flask runs on a2wsgi's 8 threads, as the rendered service does.
 """
 
 from pathlib import Path
@@ -21,14 +21,18 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 """,
     "flask": """\
+from a2wsgi import WSGIMiddleware
 from flask import Flask, jsonify
 
-app = Flask(__name__)
+flask_app = Flask(__name__)
 
 
-@app.get("/healthz")
+@flask_app.get("/healthz")
 def healthz():
     return jsonify(status="ok")
+
+
+app = WSGIMiddleware(flask_app, workers=8)
 """,
 }
 
@@ -42,20 +46,5 @@ def write_bare_app(framework: str, folder: Path) -> Path:
 
 def bare_command(framework: str, port: int, workers: int, access_log: bool) -> list[str]:
     bind = ["--host", "0.0.0.0", "--port", str(port)]
-    if framework == "fastapi":
-        log = [] if access_log else ["--no-access-log"]  # uvicorn logs access by default
-        return ["uvicorn", *bind, "--workers", str(workers), *log, f"{MODULE}:app"]
-    log = ["--access-logfile", "-"] if access_log else []  # gunicorn's format, when asked for
-    return [
-        "gunicorn",
-        "--bind",
-        f"0.0.0.0:{port}",
-        "--workers",
-        str(workers),
-        "-k",
-        "gthread",
-        "--threads",
-        "8",
-        *log,
-        f"{MODULE}:app",
-    ]
+    log = [] if access_log else ["--no-access-log"]  # uvicorn logs access by default
+    return ["uvicorn", *bind, "--workers", str(workers), *log, f"{MODULE}:app"]
