@@ -113,10 +113,11 @@ class Edge:
             await self.handle(scope, receive, Reply(send, request_id))
 
     async def handle(self, scope: Scope, receive: Receive, reply: Reply) -> None:
-        if scope["path"] == "/healthz":
+        probe = scope["method"] in ("GET", "HEAD")
+        if probe and scope["path"] == "/healthz":
             await reply.json(200, liveness())
             return
-        if scope["path"] == "/readyz":
+        if probe and scope["path"] == "/readyz":
             ready, report = await bounded_readiness(
                 self.readiness_probes, PROBE_SECONDS, self.probe_threads
             )
