@@ -298,3 +298,13 @@ def dedicated_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def post_path(combination: dict[str, str]) -> str:
+    """A POST endpoint of the combination that reads its body; /healthz where there is none
+    (it answers GET alone, so a POST takes the app's way: body limit, then a 404 or 405)."""
+    if combination["database"] == "postgresql":
+        return "/notes"
+    if combination["worker"] == "celery":
+        return "/jobs/example"
+    return "/healthz"

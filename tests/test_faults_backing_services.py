@@ -17,6 +17,7 @@ from faults import (
     dedicated_redis,
     frozen_postgres,
     json_error_problems,
+    post_path,
     probe,
     process_tree,
     request,
@@ -51,21 +52,12 @@ def slow_answers(answers: list[Answer], bound: float) -> list[str]:
     return [f"#{i}: {a}" for i, a in enumerate(answers) if a.status != 200 or a.seconds > bound]
 
 
-def body_endpoint(combination: dict[str, str]) -> str:
-    """A POST endpoint that reads its body, where the project has one."""
-    if combination["database"] == "postgresql":
-        return "/notes"
-    if combination["worker"] == "celery":
-        return "/jobs/example"
-    return "/"
-
-
 def test_healthz_answers_200_within_1s_while_64_slow_clients_hold_connections(
     combination, project: Path, service_env: dict[str, str], record_property
 ) -> None:
     # The default deadline: a small one would answer the trickled bodies (408) mid-test.
     env = fault_env(project, service_env, REQUEST_TIMEOUT_SECONDS="10")
-    slow_body = body_endpoint(combination)
+    slow_body = post_path(combination)
     with (
         running_web(project, env) as web,
         SlowClients(web.base_url, header_clients=32, body_clients=32, body_path=slow_body) as slow,

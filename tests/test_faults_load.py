@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import load
 import pytest
+from faults import post_path
 from matrix import code_questions, combinations, defaults
 from probes import with_slow_route
 from processes import Running, app_env, procfile, run_process, running_web
@@ -112,15 +113,6 @@ def test_notes_under_32_connections_no_errors_sessions_within_pool_fastapi_p99_w
 
 
 # 2. The body limit
-
-
-def post_path(combination: dict[str, str]) -> str:
-    """A POST endpoint of the combination; /healthz must refuse an over-limit body all the same."""
-    if combination["database"] == "postgresql":
-        return "/notes"
-    if combination["worker"] == "celery":
-        return "/jobs/example"
-    return "/healthz"
 
 
 def refused_as_too_large(reply: load.Reply) -> list[str]:
