@@ -1,7 +1,7 @@
 """`copier update`: from an older version to the work in hand, keeping the user's edits.
 
 Versions are tags of a throwaway template repository: v0.2.0 is an old commit of this one
-(CHANGELOG.md names it), v0.4.0 the template as it is on disk. Projects are made the way the
+(CHANGELOG.md names it), v0.5.0 the template as it is on disk. Projects are made the way the
 README of each version says: up to 0.2.0 with `--trust` (those versions ran a task that locked
 the project), since 0.3.0 with the plain command, then `git init` and `uv lock`.
 """
@@ -20,7 +20,7 @@ from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds, rendered_files
 from matrix import choice_questions, defaults, load_copier_yml
 
 OLD_TAG, OLD_COMMIT = "v0.2.0", "d2af6324b930f5f9ef6b77ff568d4586cf7a6e97"
-NEW_TAG = "v0.4.0"
+NEW_TAG = "v0.5.0"
 # CHANGELOG 0.3.0: a project from a version with the task is updated once with these, so that
 # neither version's task runs (the old one's uv.lock would count as a file the template dropped).
 FROM_A_VERSION_WITH_TASKS = ("--trust", "--skip-tasks")
