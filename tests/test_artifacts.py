@@ -76,7 +76,7 @@ def test_dockerfile_builds_from_the_lock_and_runs_as_non_root(
     assert users and users[-1] not in ("root", "0"), "the image runs as root"
     assert "PYTHONUNBUFFERED" in dockerfile_env_names(rendered)
     healthchecks = [args for instruction, args in instructions if instruction == "HEALTHCHECK"]
-    assert len(healthchecks) == 1 and "/healthz" in healthchecks[0]
+    assert len(healthchecks) == 1 and ".image_healthcheck" in healthchecks[0]
 
 
 def test_dockerignore_keeps_local_config_and_environments_out(rendered: Path) -> None:

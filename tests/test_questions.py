@@ -35,6 +35,10 @@ BAD_ANSWERS = [
     ("database", "mysql", "'mysql' is not in ['none', 'postgresql']"),
     ("worker", "rq", "'rq' is not in ['none', 'celery']"),
     ("ci", "jenkins", "'jenkins' is not in ['github', 'gitlab', 'none']"),
+    ("repository", "order-service", "The repository must be owner/name"),
+    ("repository", "acme/orders/api", "The repository must be owner/name"),
+    ("repository", "acme/order service", "letters, digits, '.', '_' and '-'"),
+    ("repository", "-acme/order-service", "each part starting with a"),
     ("deploy", "helm", "'helm' is not in ['none', 'kubernetes']"),
 ]
 
@@ -98,3 +102,17 @@ def test_same_answers_render_byte_identical_files(template_repo: Path, tmp_path:
     files = rendered_files(first)
     assert "pyproject.toml" in files
     assert files == rendered_files(second)
+
+
+def test_repository_defaults_from_the_slug_and_takes_gitlab_subgroups(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """GitHub's repositories are owner/name; GitLab's may sit in subgroups."""
+    assert copier_copy(template_repo, tmp_path / "github").returncode == 0
+    answers = yaml.safe_load((tmp_path / "github" / ".copier-answers.yml").read_text())
+    assert answers["repository"] == f"your-org/{answers['project_slug']}"
+    result = copier_copy(
+        template_repo, tmp_path / "gitlab", "ci=gitlab", "repository=Acme/Platform/Orders"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "registry.gitlab.com/acme/platform/orders" in (tmp_path / "gitlab/README.md").read_text()
