@@ -1,23 +1,47 @@
-"""`deploy: kubernetes`: manifests that validate, build, and run the Procfile's processes.
+"""`deploy: kubernetes`: manifests a real cluster accepts, that run the Procfile's processes.
 
 No cluster runs here (no container engine, no image registry), so the manifests are checked
-against the Kubernetes schemas and against the rendered service itself: the settings they give
-start it, their probe paths answer, and their example secrets are refused.
+offline for what an API server and its controllers check: the schemas (strictly), every name
+and label at the longest slug the template accepts, the references kustomize rewrites. And
+they are checked against the rendered service itself: the settings they give start it, their
+probe paths answer within the probes' timeouts, their example secrets are refused, and the
+example `kubectl create secret` command runs.
 """
 
+import base64
+import os
+import re
+import shlex
+import shutil
+import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from artifacts import by_component, env_example_names, kustomize_build, pod_spec
 from conftest import IDENTITY, assert_succeeds
+from kubernetes_rules import resource_problems, selector_matches
 from processes import app_env, procfile, run_one_off, running_web
 from servers import free_port
 
 KUBERNETES = Path("deploy/kubernetes")
+OVERLAY = KUBERNETES / "overlays/example"
 SLUG = IDENTITY["project_slug"]
 # What a pod's stop needs on top of the service's drain: the web pods' preStop sleep.
 PRE_STOP_SECONDS = 5
+# The longest slug copier.yml accepts: every object is SLUG plus a suffix of at most 8
+# characters (-release), and a Job's name is a label value of at most 63.
+LONGEST_SLUG = "very-long-service-name-very-long-service-name-very-long"
+# The contract: /healthz answers within 1 s whatever the clients or the backing services do
+# (tests/test_faults_backing_services.py holds the service to it).
+HEALTHZ_SECONDS = 1
+DNS = {(53, "UDP"), (53, "TCP")}
+# The manifests vary with every answer but the Python version: the checks of what they hold
+# run on one Python (the schemas are checked on every combination).
+MANIFESTS_VARY = {"deploy": "kubernetes", "python_version": "3.12"}
+# The backing services' URL variables; the processes that connect to each.
+BACKING_SERVICES = {"DATABASE_URL": {"web", "worker", "release"}, "REDIS_URL": {"web", "worker"}}
 
 
 @pytest.fixture
@@ -30,9 +54,34 @@ def base(rendered: Path) -> list[dict]:
     return kustomize_build(rendered / KUBERNETES / "base")
 
 
+@pytest.fixture
+def overlay(rendered: Path) -> list[dict]:
+    return kustomize_build(rendered / OVERLAY)
+
+
 def config_map(resources: list[dict]) -> dict[str, str]:
     (config,) = [r for r in resources if r["kind"] == "ConfigMap"]
     return config["data"]
+
+
+def config_map_name(resources: list[dict]) -> str:
+    (config,) = [r for r in resources if r["kind"] == "ConfigMap"]
+    return config["metadata"]["name"]
+
+
+def workloads(resources: list[dict]) -> list[dict]:
+    return [r for r in resources if r["kind"] in ("Deployment", "Job")]
+
+
+def config_maps_referenced(resources: list[dict]) -> set[str]:
+    """The ConfigMaps every container of every workload reads its settings from."""
+    return {
+        source["configMapRef"]["name"]
+        for workload in workloads(resources)
+        for container in pod_spec(workload)["containers"]
+        for source in container["envFrom"]
+        if "configMapRef" in source
+    }
 
 
 def example_secret(project: Path) -> dict[str, str]:
@@ -43,16 +92,14 @@ def example_secret(project: Path) -> dict[str, str]:
 
 @pytest.mark.combinations(deploy="kubernetes")
 def test_every_manifest_and_the_built_overlay_validate_against_the_schemas(
-    rendered: Path, tmp_path: Path
+    rendered: Path, overlay: list[dict], tmp_path: Path
 ) -> None:
     manifests = [
         path for path in (rendered / KUBERNETES).rglob("*.yaml")
         if path.name != "kustomization.yaml"
     ]  # fmt: skip
     built = tmp_path / "overlay.yaml"
-    built.write_text(
-        yaml.safe_dump_all(kustomize_build(rendered / KUBERNETES / "overlays/example"))
-    )
+    built.write_text(yaml.safe_dump_all(overlay))
     # Strict: a misspelt or misplaced field is an error, not something a cluster ignores.
     assert_succeeds(
         ["kubernetes-validate", "--strict", "--quiet", *map(str, manifests), str(built)], rendered
@@ -60,12 +107,14 @@ def test_every_manifest_and_the_built_overlay_validate_against_the_schemas(
 
 
 @pytest.mark.combinations(deploy="kubernetes")
-def test_the_example_overlay_sets_namespace_and_image_on_everything(rendered: Path) -> None:
-    overlay = kustomize_build(rendered / KUBERNETES / "overlays/example")
+def test_the_example_overlay_sets_namespace_and_image_on_everything(
+    rendered: Path, overlay: list[dict]
+) -> None:
     assert {r["metadata"].get("namespace") for r in overlay} == {SLUG}
-    images = {c["image"] for r in overlay if r["kind"] in ("Deployment", "Job")
-              for c in pod_spec(r)["containers"]}  # fmt: skip
-    assert images == {f"registry.example.com/{SLUG}:0.1.0"}
+    (image,) = yaml.safe_load((rendered / OVERLAY / "kustomization.yaml").read_text())["images"]
+    assert image["name"] == SLUG and "/" in image["newName"], "the base's image is not replaced"
+    images = {c["image"] for r in workloads(overlay) for c in pod_spec(r)["containers"]}
+    assert images == {f"{image['newName']}:{image['newTag']}"}
 
 
 @pytest.mark.combinations(deploy="kubernetes")
@@ -119,15 +168,265 @@ def test_pods_run_as_non_root_on_a_read_only_root_with_limits(base: list[dict]) 
 @pytest.mark.combinations(deploy="kubernetes")
 def test_every_variable_the_manifests_set_is_one_the_settings_read(rendered, base) -> None:
     named = set(config_map(base)) | set(example_secret(rendered))
-    for workload in [r for r in base if r["kind"] in ("Deployment", "Job")]:
+    for workload in workloads(base):
         for container in pod_spec(workload)["containers"]:
             named |= {item["name"] for item in container.get("env", [])}
             sources = sorted((kind, ref["name"]) for source in container["envFrom"]
                              for kind, ref in source.items())  # fmt: skip
             secret = [("secretRef", f"{SLUG}-secrets")] if example_secret(rendered) else []
-            assert sources == [("configMapRef", f"{SLUG}-config"), *secret]
+            assert sources == [("configMapRef", config_map_name(base)), *secret]
     assert named - env_example_names(rendered) == set()
     assert "SECRET_KEY" not in config_map(base), "a secret in the ConfigMap"
+
+
+# Names and labels: what the API server refuses, at the longest slug.
+
+
+def test_the_longest_slug_is_the_longest_the_template_accepts(render) -> None:
+    render({"project_slug": LONGEST_SLUG, "deploy": "kubernetes"})
+    with pytest.raises(Exception, match="at most"):
+        render({"project_slug": LONGEST_SLUG + "x", "deploy": "kubernetes"})
+
+
+@pytest.mark.parametrize("worker", ["none", "celery"])
+@pytest.mark.parametrize("database", ["none", "postgresql"])
+def test_every_name_and_label_fits_a_cluster_at_the_longest_slug(
+    render, database: str, worker: str
+) -> None:
+    answers = {"project_slug": LONGEST_SLUG, "database": database, "worker": worker}
+    rendered = render({**answers, "deploy": "kubernetes"})
+    built = kustomize_build(rendered / OVERLAY)
+    assert {r["metadata"]["namespace"] for r in built} == {LONGEST_SLUG}
+    problems = [problem for resource in built for problem in resource_problems(resource)]
+    assert problems == []
+    # The generated ConfigMap's hash suffix takes it past 63: allowed, as it is no label.
+    assert config_map_name(built).startswith(f"{LONGEST_SLUG}-config-")
+
+
+def test_the_name_rules_refuse_what_a_cluster_refuses() -> None:
+    job = {"kind": "Job", "metadata": {"name": "a" * 64}, "spec": {}}
+    assert any("over the dns-1123-label limit" in p for p in resource_problems(job))
+    service = {"kind": "Service", "metadata": {"name": "9-web"}}
+    assert resource_problems(service) == ["Service 9-web: '9-web' is not a dns-1035-label"]
+    labelled = {"kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "b" * 64}}}
+    assert len(resource_problems(labelled)) == 1
+
+
+# Settings: a change rolls the pods.
+
+
+@pytest.mark.combinations(**MANIFESTS_VARY)
+def test_a_changed_setting_renames_the_config_map_every_workload_reads(
+    rendered: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(rendered / KUBERNETES, copy)
+    builds = [kustomize_build(copy / "overlays/example")]
+    for path, old, new in (
+        ("base/settings.env", "LOG_FORMAT=json", "LOG_FORMAT=console"),
+        ("overlays/example/kustomization.yaml", "LOG_LEVEL=WARNING", "LOG_LEVEL=ERROR"),
+    ):
+        text = (copy / path).read_text()
+        assert text.count(old) == 1, f"{old} not in {path}"
+        (copy / path).write_text(text.replace(old, new))
+        builds.append(kustomize_build(copy / "overlays/example"))
+    names = [config_map_name(build) for build in builds]
+    assert len(set(names)) == len(names), "a changed setting kept the ConfigMap's name"
+    for build, name in zip(builds, names, strict=True):
+        assert config_maps_referenced(build) == {name}
+    assert config_map(builds[-1])["LOG_FORMAT"] == "console"
+    assert config_map(builds[-1])["LOG_LEVEL"] == "ERROR"
+
+
+@pytest.mark.combinations(**MANIFESTS_VARY)
+def test_the_overlay_merges_its_settings_into_the_bases(base, overlay) -> None:
+    assert config_map(overlay) == {**config_map(base), "LOG_LEVEL": "WARNING"}
+    assert config_map(base)["LOG_LEVEL"] != "WARNING"
+    (config,) = [r for r in overlay if r["kind"] == "ConfigMap"]
+    assert config["metadata"]["labels"]["app.kubernetes.io/component"] == "config"
+
+
+# Availability: disruption budgets, probes, spread.
+
+
+@pytest.mark.combinations(**MANIFESTS_VARY)
+def test_a_disruption_budget_lets_drains_through_one_pod_at_a_time(base: list[dict]) -> None:
+    deployments = by_component(base, "Deployment")
+    budgets = by_component(base, "PodDisruptionBudget")
+    assert set(budgets) == set(deployments)
+    for name, budget in budgets.items():
+        assert budget["spec"]["selector"] == deployments[name]["spec"]["selector"], name
+        # One at a time, and never none: a budget that allows no eviction blocks every drain.
+        assert budget["spec"]["maxUnavailable"] == 1, name
+        assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow", name
+    (hpa,) = [r for r in base if r["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa["spec"]["minReplicas"] - budgets["web"]["spec"]["maxUnavailable"] >= 1
+
+
+@pytest.mark.combinations(**MANIFESTS_VARY)
+def test_probes_wait_longer_than_the_service_takes_to_answer(rendered, base) -> None:
+    (edge,) = rendered.glob("src/*/edge.py")
+    # /readyz's own bound on its backing services' checks (their connects time out later).
+    readiness_seconds = float(re.search(r"^PROBE_SECONDS = ([\d.]+)$", edge.read_text(), re.M)[1])
+    (container,) = pod_spec(by_component(base, "Deployment")["web"])["containers"]
+    readiness, liveness = container["readinessProbe"], container["livenessProbe"]
+    # The kubelet hears the 503 rather than timing out; a slow but live pod is not restarted.
+    assert readiness["timeoutSeconds"] > readiness_seconds
+    assert liveness["timeoutSeconds"] > HEALTHZ_SECONDS
+    # A restart only after several misses: one slow answer under load is not a hung process.
+    assert liveness["failureThreshold"] >= 3
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 30
+
+
+@pytest.mark.combinations(**MANIFESTS_VARY)
+def test_pods_spread_over_nodes_and_still_schedule_on_one(base: list[dict]) -> None:
+    for name, deployment in by_component(base, "Deployment").items():
+        (spread,) = pod_spec(deployment)["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname", name
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway", name
+        assert spread["maxSkew"] == 1, name
+        assert spread["labelSelector"] == deployment["spec"]["selector"], name
+
+
+# Network: who may reach whom.
+
+
+def backing_ports(project: Path) -> dict[str, int]:
+    """Each backing service's URL variable and its port, as .env.example gives it."""
+    lines = (project / ".env.example").read_text().splitlines()
+    urls = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return {name: urlsplit(urls[name]).port for name in BACKING_SERVICES if name in urls}
+
+
+def selects(policy: dict, pod_labels: dict[str, str]) -> bool:
+    return policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def egress_ports(policy: dict) -> set[tuple[int, str]]:
+    rules = policy["spec"]["egress"]
+    assert all(rule.get("ports") for rule in rules), "an egress rule without ports allows all"
+    return {(port["port"], port["protocol"]) for rule in rules for port in rule["ports"]}
+
+
+@pytest.mark.combinations(**MANIFESTS_VARY)
+def test_network_policies_let_in_only_web_traffic_and_out_only_dns_and_backing_services(
+    rendered: Path, base: list[dict]
+) -> None:
+    ports = backing_ports(rendered)
+    policies = [r for r in base if r["kind"] == "NetworkPolicy"]
+    for workload in workloads(base):
+        component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+        (policy,) = [p for p in policies if selects(p, pod_labels)]
+        assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"], component
+        if component == "web":
+            (container,) = pod_spec(workload)["containers"]
+            (port,) = container["ports"]
+            assert policy["spec"]["ingress"] == [
+                {"ports": [{"port": port["name"], "protocol": "TCP"}]}
+            ]
+        else:  # Ingress among the types, and no rule: nothing reaches it.
+            assert "ingress" not in policy["spec"], component
+        wanted = {(port, "TCP") for name, port in ports.items()
+                  if component in BACKING_SERVICES[name]}  # fmt: skip
+        assert egress_ports(policy) == DNS | wanted, component
+
+
+# Release and secrets: the README's and the example's commands.
+
+
+def readme_kubernetes_commands(project: Path) -> list[list[str]]:
+    """The kubectl commands of the README's Kubernetes section, each split as a shell would."""
+    readme = (project / "README.md").read_text()
+    section = readme[readme.index("## Deploy to Kubernetes") :]
+    (block,) = re.findall(r"```sh\n(.*?)```", section.split("\n## ", 1)[0], re.S)
+    block = block.replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in block.splitlines()
+            if line.startswith("kubectl ")]  # fmt: skip
+
+
+def object_names(resources: list[dict], selector: str = "") -> set[str]:
+    """KIND/NAME of the resources a label selector (kubectl's `-l`) picks."""
+    return {
+        f"{r['kind']}/{r['metadata']['name']}"
+        for r in resources
+        if selector_matches(selector, r["metadata"].get("labels", {}))
+    }
+
+
+@pytest.mark.combinations(**MANIFESTS_VARY, database="postgresql")
+def test_the_readme_completes_the_release_before_the_new_pods_start(
+    rendered: Path, overlay: list[dict]
+) -> None:
+    (job,) = [r for r in overlay if r["kind"] == "Job"]
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0, "a finished Job is never cleaned up"
+    steps = []  # ("apply", names applied), ("wait", job) or ("delete", job), in order
+    for command in readme_kubernetes_commands(rendered):
+        if "apply" in command:
+            selector = command[command.index("-l") + 1] if "-l" in command else ""
+            steps.append(("apply", object_names(overlay, selector)))
+        elif "wait" in command:
+            assert "--for=condition=complete" in command
+            steps.append(("wait", {next(a for a in command if a.startswith("job/"))}))
+        elif "delete" in command and "job" in command:
+            steps.append(("delete", {f"Job/{command[command.index('job') + 1]}"}))
+    job_name = f"Job/{job['metadata']['name']}"
+    web = f"Deployment/{by_component(overlay, 'Deployment')['web']['metadata']['name']}"
+    config = f"ConfigMap/{config_map_name(overlay)}"
+    kinds = [kind for kind, _ in steps]
+    assert ("wait", {f"job/{job['metadata']['name']}"}) in steps, steps
+    waited = steps.index(("wait", {f"job/{job['metadata']['name']}"}))
+    applied_before = set().union(*(names for kind, names in steps[:waited] if kind == "apply"))
+    applied_after = set().union(*(names for kind, names in steps[waited:] if kind == "apply"))
+    assert {job_name, config} <= applied_before, "the Job runs before its settings, or not at all"
+    assert web not in applied_before, "the new web pods start before the release completes"
+    # The Job's old run is deleted first (its pod template cannot change), and it is not applied
+    # again after: once its TTL has removed it, that would run the release a second time.
+    assert kinds.index("delete") < kinds.index("apply")
+    assert job_name not in applied_after
+    assert applied_before | applied_after == object_names(overlay), "an object is never applied"
+
+
+def secret_command(example: Path) -> str:
+    """The example's `kubectl create secret` command: its comment lines, `# ` taken off."""
+    lines = example.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "kubectl create secret" in line)
+    command = []
+    for line in lines[start:]:
+        assert line.startswith("#"), f"the command runs on past its comment: {line!r}"
+        command.append(line[1:])
+        if not line.endswith("\\"):
+            return "\n".join(command)
+    raise AssertionError("the command's last line ends in a continuation")
+
+
+@pytest.mark.combinations(**MANIFESTS_VARY)
+def test_the_example_secret_command_makes_the_secret_the_workloads_read(
+    rendered: Path, overlay: list[dict], tmp_path: Path
+) -> None:
+    example = rendered / KUBERNETES / "base/secret.example.yaml"
+    refs = {source["secretRef"]["name"] for workload in workloads(overlay)
+            for container in pod_spec(workload)["containers"]
+            for source in container["envFrom"] if "secretRef" in source}  # fmt: skip
+    if not example.exists():
+        assert refs == set(), "a workload reads a Secret the example does not show"
+        return
+    assert shutil.which("kubectl"), "kubectl is not on PATH: `uv sync` installs it"
+    # Client-side only: no cluster, no kubeconfig; the real kubectl parses and builds the Secret.
+    result = subprocess.run(
+        ["bash", "-c", secret_command(example) + " --dry-run=client -o yaml"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    secret = yaml.safe_load(result.stdout)
+    assert secret["kind"] == "Secret"
+    assert {secret["metadata"]["name"]} == refs
+    assert {secret["metadata"]["namespace"]} == {r["metadata"]["namespace"] for r in overlay}
+    values = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert set(values) == set(example_secret(rendered))
+    if "SECRET_KEY" in values:  # made by the command, not a placeholder
+        assert len(values["SECRET_KEY"]) >= 32 and values["SECRET_KEY"] != "change-me"
 
 
 def kubernetes_render(combination: dict[str, str], render) -> Path:
