@@ -1,0 +1,237 @@
+"""`docker compose` on this machine: Debian's docker-compose 1.29 against podman's Docker API.
+
+The runner: podman-compose 1.6 skips `condition: service_healthy` on podman before 4.6 (Debian
+12 has 4.3) and reads `service_completed_successfully` as "stopped", whatever the exit status;
+docker-compose checks both, as Docker Compose does, through the API that `podman system
+service` serves. What stands in for the rest of a Docker engine:
+- the API socket belongs to this test process, and its service runs inside the process's private
+  network namespace (sandbox.py): what compose publishes on 127.0.0.1 (the README's fixed ports
+  among them) is seen by this test process alone, so parallel tests do not clash. The service
+  also gets a mount namespace with a /run/containers/networks of its own: rootful podman keeps
+  the state of aardvark-dns (compose's service names) there, one per machine, and one
+  aardvark-dns cannot answer in two network namespaces. Everything else goes through the API;
+- podman runs each health check from a systemd timer, and this machine has no systemd: a
+  HealthClock thread runs `podman healthcheck run` for each running container of a project at
+  the container's own interval, as the timer would. The checks are compose.yaml's and the
+  image's, run in the containers;
+- a `docker` on PATH hands `docker compose ...` to docker-compose, so that README lines run as
+  written.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from containers import Engine, unavailable
+from sandbox import Sandbox
+
+DOCKER_SHIM = """#!/bin/sh
+# `docker compose ...` as Docker's CLI plugin takes it, run by docker-compose on podman's API.
+if [ "${1:-}" = compose ]; then
+  shift
+  exec docker-compose "$@"
+fi
+echo "only \\`docker compose\\` is available here" >&2
+exit 2
+"""
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE = (
+    "mkdir -p /run/containers/networks && mount -t tmpfs tmpfs /run/containers/networks && "
+    'exec podman system service --time=0 "$0"'
+)
+
+
+class ComposeEngine:
+    """podman's Docker API in a private network namespace, with `docker compose` on PATH."""
+
+    def __init__(self, engine: Engine, sandbox: Sandbox, workdir: Path) -> None:
+        if not _on_path("docker-compose"):
+            unavailable("docker-compose not on PATH (.ci/run installs it with apt)")
+        self.engine = engine
+        self.sandbox = sandbox
+        self.socket = workdir / "podman.sock"
+        bin_dir = workdir / "bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        (bin_dir / "docker").write_text(DOCKER_SHIM)
+        (bin_dir / "docker").chmod(0o755)
+        self.env = {
+            **engine.env,
+            "PATH": f"{bin_dir}{os.pathsep}{engine.env['PATH']}",
+            "DOCKER_HOST": f"unix://{self.socket}",
+        }
+        self.log = workdir / "podman-service.log"
+        with self.log.open("w") as log:
+            self.service = sandbox.popen(
+                ["unshare", "--mount", "--propagation=private", "sh", "-c", SERVICE,
+                 f"unix://{self.socket}"],
+                env=engine.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not _answers(self.socket):
+            if self.service.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"podman system service did not start:\n{self.log.read_text()}")
+            time.sleep(0.1)
+
+    def podman(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """podman, through the API: containers, networks and volumes as the service sees them."""
+        return self.engine.podman("--remote", "--url", f"unix://{self.socket}", *args,
+                                  timeout=timeout)  # fmt: skip
+
+    def close(self) -> None:
+        self.service.terminate()
+        try:
+            self.service.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.service.kill()
+            self.service.wait()
+
+
+def _on_path(tool: str) -> bool:
+    return any((Path(d) / tool).exists() for d in os.environ["PATH"].split(os.pathsep) if d)
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as client:
+        try:
+            client.connect(str(path))
+            client.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b" 200 " in client.recv(100)
+        except OSError:
+            return False
+
+
+class HealthClock(threading.Thread):
+    """Runs each running container's health check of one compose project at its interval."""
+
+    def __init__(self, compose: ComposeEngine, project: str) -> None:
+        super().__init__(daemon=True)
+        self.podman = compose.podman
+        self.project = project
+        self.stopped = threading.Event()
+        self.due: dict[str, float] = {}  # container id -> when its next check runs
+        self.intervals: dict[str, float | None] = {}
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.25):
+            listed = self.podman(
+                "ps", "--quiet", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={self.project}"
+            )
+            for container in listed.stdout.split():
+                interval = self.interval(container)
+                if interval is None:
+                    continue
+                # The first check one interval after start, as Docker and podman's timer do.
+                due = self.due.setdefault(container, time.monotonic() + interval)
+                if time.monotonic() >= due:
+                    self.podman("healthcheck", "run", container, timeout=60)
+                    self.due[container] = time.monotonic() + interval
+
+    def interval(self, container: str) -> float | None:
+        if container not in self.intervals:
+            found = self.podman("container", "inspect", container)
+            config = json.loads(found.stdout)[0]["Config"] if found.returncode == 0 else {}
+            check = config.get("Healthcheck") or {}
+            test = check.get("Test") or ["NONE"]
+            self.intervals[container] = (
+                None if test[0] == "NONE" else (check.get("Interval") or 30e9) / 1e9
+            )
+        return self.intervals[container]
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=70)
+
+
+class ComposeProject:
+    """One compose project of a rendered project's compose.yaml: its own name and ports."""
+
+    def __init__(
+        self, compose: ComposeEngine, directory: Path, name: str, variables: dict[str, str]
+    ) -> None:
+        self.compose = compose
+        self.directory = directory
+        self.name = name
+        self.env = {**compose.env, "COMPOSE_PROJECT_NAME": name, **variables}
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """`docker compose ARGS` in the project, as a user types it."""
+        return subprocess.run(
+            ["docker", "compose", *args], cwd=self.directory, env=self.env, capture_output=True,
+            text=True, timeout=timeout,
+        )  # fmt: skip
+
+    def succeeds(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        result = self.run(*args, timeout=timeout)
+        assert result.returncode == 0, (
+            f"`docker compose {' '.join(args)}` exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}\n"
+            f"--- logs\n{self.logs()[-6000:]}"
+        )
+        return result
+
+    def logs(self) -> str:
+        return self.run("logs", "--no-color", "--timestamps", timeout=60).stdout
+
+    @contextlib.contextmanager
+    def logs_followed(self, path: Path) -> Iterator[Path]:
+        """Every container's output into `path` while in the block, kept after `down`."""
+        with path.open("w") as log:
+            follower = subprocess.Popen(
+                ["docker", "compose", "logs", "--follow", "--no-color", "--timestamps"],
+                cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            yield path
+        finally:
+            follower.terminate()
+            follower.wait(timeout=30)
+
+    def container(self, service: str) -> dict:
+        """`podman container inspect` of the service's one container (stopped ones too)."""
+        listed = self.compose.podman(
+            "ps", "--all", "--quiet", "--no-trunc",
+            "--filter", f"label={PROJECT_LABEL}={self.name}",
+            "--filter", f"label=com.docker.compose.service={service}",
+        )  # fmt: skip
+        (container,) = listed.stdout.split()
+        found = self.compose.podman("container", "inspect", container)
+        assert found.returncode == 0, found.stderr
+        return json.loads(found.stdout)[0]
+
+    def remove_everything(self) -> None:
+        """What `down -v` removes, and whatever a failed run left of the project besides."""
+        self.run("down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=120)
+        podman = self.compose.podman
+        label = f"label={PROJECT_LABEL}={self.name}"
+        left = podman("ps", "--all", "--quiet", "--filter", label).stdout.split()
+        if left:
+            podman("rm", "--force", "--volumes", *left)
+        volumes = podman("volume", "ls", "--quiet", "--filter", label).stdout.split()
+        if volumes:
+            podman("volume", "rm", "--force", *volumes)
+        networks = podman("network", "ls", "--quiet", "--filter", label).stdout.split()
+        if networks:
+            podman("network", "rm", "--force", *networks)
+
+
+@contextlib.contextmanager
+def compose_project(
+    compose: ComposeEngine, directory: Path, name: str, variables: dict[str, str]
+) -> Iterator[ComposeProject]:
+    """A project with its health checks running, removed whole on the way out."""
+    project = ComposeProject(compose, directory, name, variables)
+    clock = HealthClock(compose, name)
+    clock.start()
+    try:
+        yield project
+    finally:
+        try:
+            project.remove_everything()
+        finally:
+            clock.stop()

@@ -1,0 +1,346 @@
+"""The rendered compose.yaml brought up for real, as a user runs it: `docker compose` (here
+docker-compose on podman's API, compose_runner.py) with PostgreSQL and Redis stand-ins under the
+names compose.yaml uses (compose_images.py).
+
+The app image is built by the tests' harness (containers.py) and tagged as compose's `image:`;
+`up` then runs without `--build`: compose would build with the host's podman, whose buildah
+cannot build this Dockerfile (../shared/notes/containers.md). Everything else is the project's
+compose.yaml as rendered, on code combinations with a database, a worker, both and neither.
+Each test's project has its own name and published ports, and is removed whole (containers,
+volumes, network) afterwards, failed or not.
+"""
+
+import datetime
+import hashlib
+import itertools
+import json
+import subprocess
+import textwrap
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from compose_images import CACHE, ensure_stand_ins, machine_lock
+from compose_runner import ComposeEngine, ComposeProject, compose_project
+from conftest import IDENTITY
+from containers import Engine, engine
+from matrix import code_questions, combination_id, combinations
+from probes import with_slow_route
+from processes import SECRET_KEY
+from readme import block_with, commands, shell_blocks
+from sandbox import Sandbox
+from worker_faults import RESULTS
+
+PACKAGE = IDENTITY["package_name"]
+# The worker's SHUTDOWN_GRACE_SECONDS in the `down` test (20 by default): a job longer than that
+# is cut off by `down`, and a 2 s request finishes. Shorter than the default, so that under load
+# the cut-off and the exit stay well inside compose.yaml's 30 s stop_grace_period.
+GRACE_SECONDS = 5
+UP_BOUND = 120
+RENDERED_DOTFILES = {".dockerignore", ".env.example", ".python-version"}
+ports = itertools.count(18000, 10)
+
+
+def chosen(**answers: str):
+    (found,) = [c for c in combinations(code_questions()) if c.items() >= answers.items()]
+    name = combination_id(found)
+    return pytest.param(found, id=name, marks=pytest.mark.xdist_group(name))
+
+
+COMBINATIONS = [
+    chosen(web_framework="fastapi", python_version="3.12", database="postgresql", worker="celery"),
+    chosen(web_framework="flask", python_version="3.13", database="postgresql", worker="none"),
+    chosen(web_framework="flask", python_version="3.11", database="none", worker="celery"),
+    chosen(web_framework="fastapi", python_version="3.12", database="none", worker="none"),
+]
+BACKED = [
+    param for param in COMBINATIONS if set(param.values[0].values()) & {"postgresql", "celery"}
+]
+
+
+@pytest.fixture(scope="session")
+def compose_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeEngine]:
+    """podman's Docker API in a network namespace of this test process, the stand-ins made."""
+    found: Engine = engine()
+    took = ensure_stand_ins(found)
+    if took:
+        print(f"compose stand-in images made: {took}")
+    sandbox = Sandbox()
+    compose = ComposeEngine(found, sandbox, tmp_path_factory.mktemp("compose-engine"))
+    yield compose
+    compose.close()
+    sandbox.close()
+
+
+def content_hash(project: Path) -> str:
+    """What the image is built from (`COPY . .` past .dockerignore): the project's files, less
+    what the tests' own runs in it leave (environment, caches, .env)."""
+    digest = hashlib.sha256()
+    for path in sorted(project.rglob("*")):
+        relative = path.relative_to(project)
+        hidden = [p for p in relative.parts if p.startswith(".") and p not in RENDERED_DOTFILES]
+        if path.is_file() and not hidden and "__pycache__" not in relative.parts:
+            digest.update(f"{relative}\0".encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def image_id(compose: ComposeEngine, reference: str) -> str:
+    found = compose.podman("image", "inspect", "--format", "{{.Id}}", reference)
+    return found.stdout.strip() if found.returncode == 0 else ""
+
+
+@pytest.fixture
+def image_project(answers: dict[str, str], render, sync, compose_engine: ComposeEngine) -> Path:
+    """The combination rendered with a slug of its own (compose's `image:` is SLUG:local, so
+    parallel tests of other combinations tag other images), installed, its image built: once
+    per machine for the same files, whichever test process asks first."""
+    slug = combination_id(answers).replace(".", "-")
+    project = sync(render({**answers, "project_slug": slug}))
+    stamp = CACHE / "built" / slug
+    wanted = content_hash(project)
+    with machine_lock(CACHE / "built" / f"{slug}.lock"):
+        built = image_id(compose_engine, f"{slug}:local")
+        if not stamp.exists() or stamp.read_text() != f"{wanted} {built}":
+            started = time.monotonic()
+            compose_engine.engine.build(project, f"{slug}:local")
+            print(f"{slug}: image built in {time.monotonic() - started:.1f} s")
+            now = image_id(compose_engine, f"{slug}:local")
+            if built and built != now:  # the one it replaces, nameless; kept while in use
+                compose_engine.podman("rmi", built)
+            stamp.write_text(f"{wanted} {now}")
+    return project
+
+
+def published(**extra: str) -> dict[str, str]:
+    """Ports of this test's own, and Flask's SECRET_KEY, which compose.yaml requires."""
+    port = next(ports)
+    return {
+        "HOST_PORT": str(port),
+        "DB_HOST_PORT": str(port + 1),
+        "REDIS_HOST_PORT": str(port + 2),
+        "SECRET_KEY": SECRET_KEY,
+        **extra,
+    }
+
+
+def project_name(answers: dict[str, str], what: str) -> str:
+    return f"{what}{uuid.uuid4().hex[:6]}-{combination_id(answers).replace('.', '')}"
+
+
+def http(method: str, url: str, body: dict | None = None) -> tuple[int, object]:
+    request = urllib.request.Request(
+        url, method=method, data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    except OSError as error:
+        return 0, str(error)
+    return status, json.loads(raw or b"null")
+
+
+def wait_until(sandbox: Sandbox, check: Callable[[], bool], what: str, timeout: float) -> float:
+    """Seconds until `check`, run inside the namespace, holds; fails after `timeout`."""
+    started = time.monotonic()
+    while not sandbox.call(check):
+        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def ready(port: str) -> Callable[[], bool]:
+    return lambda: http("GET", f"http://127.0.0.1:{port}/readyz")[0] == 200
+
+
+def job_done(port: str, message: str) -> Callable[[], bool]:
+    def done() -> bool:
+        with redis.Redis(port=int(port)) as client:
+            return message.encode() in client.lrange(RESULTS, 0, -1)
+
+    return done
+
+
+def instant(text: str) -> datetime.datetime:
+    """A podman timestamp (nanoseconds, Z or an offset) as a datetime."""
+    text = text.replace("Z", "+00:00")
+    head, _, rest = text.partition(".")
+    digits = "".join(itertools.takewhile(str.isdigit, rest))
+    return datetime.datetime.fromisoformat(f"{head}.{digits[:6]:0<6}{rest[len(digits) :]}")
+
+
+def exit_codes(stack: ComposeProject, since: float) -> dict[str, list[int]]:
+    """Each service's containers' exit codes since `since` (epoch seconds), from podman's
+    events: `down` removes the containers, and their states with them."""
+    found = stack.compose.podman(
+        "events", "--stream=false", "--since", str(int(since)), "--format", "json",
+        "--filter", f"label=com.docker.compose.project={stack.name}", "--filter", "event=died",
+    )  # fmt: skip
+    codes: dict[str, list[int]] = {}
+    for line in found.stdout.splitlines():
+        event = json.loads(line)
+        service = event["Attributes"]["com.docker.compose.service"]
+        codes.setdefault(service, []).append(event.get("ContainerExitCode", 0))
+    return codes
+
+
+@pytest.mark.parametrize("answers", COMBINATIONS)
+def test_up_runs_release_before_web_serves_readyz_and_runs_a_posted_job(
+    answers: dict[str, str], image_project: Path, compose_engine: ComposeEngine
+) -> None:
+    sandbox = compose_engine.sandbox
+    variables = published()
+    with compose_project(
+        compose_engine, image_project, project_name(answers, "up"), variables
+    ) as stack:
+        started = time.monotonic()
+        stack.succeeds("up", "--detach", timeout=UP_BOUND)
+        wait_until(sandbox, ready(variables["HOST_PORT"]), "/readyz 200", timeout=60)
+        print(f"{stack.name}: `up` to /readyz 200 in {time.monotonic() - started:.1f} s")
+
+        if answers["database"] == "postgresql":
+            release, web = stack.container("release"), stack.container("web")
+            assert release["State"]["Status"] == "exited"
+            assert release["State"]["ExitCode"] == 0, stack.logs()[-4000:]
+            assert instant(release["State"]["FinishedAt"]) <= instant(web["State"]["StartedAt"])
+            url = f"postgresql://app:app@127.0.0.1:{variables['DB_HOST_PORT']}/app"
+
+            def migrated() -> bool:
+                with psycopg.connect(url) as connection:
+                    return connection.execute("SELECT to_regclass('notes')").fetchone()[0]
+
+            assert sandbox.call(migrated), "release ran, but no notes table"
+
+        if answers["worker"] != "none":
+            message = f"compose-{uuid.uuid4()}"
+            posted = sandbox.call(
+                http, "POST", f"http://127.0.0.1:{variables['HOST_PORT']}/jobs/example",
+                {"message": message, "seconds": 0},
+            )  # fmt: skip
+            assert posted[0] in (200, 201, 202), posted
+            done = job_done(variables["REDIS_HOST_PORT"], message)
+            wait_until(sandbox, done, "the posted job run by the worker container", 30)
+
+
+def slow_route_override(project: Path, framework: str, folder: Path, worker: bool) -> Path:
+    """A compose file that adds a test-only /slow route to web (mounted, never in the image),
+    to have a request in flight when `down` comes, and gives the worker a short grace period."""
+    slow = with_slow_route(project, framework, seconds=2)
+    override = folder / "slow-route.yaml"
+    override.write_text(
+        textwrap.dedent(f"""\
+        services:
+          web:
+            environment:
+              PYTHONPATH: /slow
+            volumes:
+              - {slow}:/slow:ro
+        """)
+        + (
+            f'  worker:\n    environment:\n      SHUTDOWN_GRACE_SECONDS: "{GRACE_SECONDS}"\n'
+            if worker
+            else ""
+        )
+    )
+    return override
+
+
+@pytest.mark.parametrize("answers", COMBINATIONS)
+def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_off_job(
+    answers: dict[str, str], image_project: Path, compose_engine: ComposeEngine, tmp_path: Path
+) -> None:
+    """A job longer than the grace period, running at `down`, goes back on the queue; Redis
+    keeps it on its volume, and the next `up` runs it."""
+    sandbox = compose_engine.sandbox
+    worker = answers["worker"] != "none"
+    override = slow_route_override(image_project, answers["web_framework"], tmp_path, worker)
+    variables = published(COMPOSE_FILE=f"compose.yaml:{override}")
+    message = f"cut-off-{uuid.uuid4()}"
+    since = time.time() - 1
+    with compose_project(
+        compose_engine, image_project, project_name(answers, "down"), variables
+    ) as stack:
+        stack.succeeds("up", "--detach", timeout=UP_BOUND)
+        wait_until(sandbox, ready(variables["HOST_PORT"]), "/readyz 200", timeout=60)
+        if worker:
+            queue = redis.Redis(port=int(variables["REDIS_HOST_PORT"]))
+            sandbox.call(
+                http, "POST", f"http://127.0.0.1:{variables['HOST_PORT']}/jobs/example",
+                {"message": message, "seconds": GRACE_SECONDS + 5},
+            )  # fmt: skip
+            wait_until(sandbox, lambda: queue.hlen("unacked") == 1, "the job taken", 30)
+        in_flight = sandbox.popen(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+             f"http://127.0.0.1:{variables['HOST_PORT']}/slow"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        with stack.logs_followed(tmp_path / "down.log") as log:
+            time.sleep(0.5)  # in the server's hands, for two seconds
+            started = time.monotonic()
+            stack.succeeds("down", timeout=120)
+            print(f"{stack.name}: `down` in {time.monotonic() - started:.1f} s")
+        assert in_flight.communicate(timeout=30)[0] == "200", "the in-flight request was cut"
+        codes = exit_codes(stack, since)
+        assert "web" in codes, f"no exit seen: {codes}"
+        assert all(code == 0 for each in codes.values() for code in each), (
+            f"{codes}\n{log.read_text()[-6000:]}"
+        )
+
+        if worker:
+            stack.succeeds("up", "--detach", timeout=UP_BOUND)
+            done = job_done(variables["REDIS_HOST_PORT"], message)
+            # It takes longer than the grace period: done by now, it was never cut off.
+            assert not sandbox.call(done), "the job finished before `down`: the test is void"
+            wait_until(sandbox, done, "the cut-off job run after the next up", GRACE_SECONDS + 30)
+
+
+@pytest.mark.parametrize("answers", BACKED)
+def test_readme_compose_line_starts_the_backing_services_the_host_service_reaches(
+    answers: dict[str, str], image_project: Path, compose_engine: ComposeEngine
+) -> None:
+    """The rendered README's `docker compose up -d db redis`, run as written (the `docker` on
+    PATH is compose_runner's), publishes the services where `.env.example` and the README's
+    test block point; the README's setup lines, `admin check` and its tests then run on the host
+    against them. The test waits for their health checks first, as `up --wait` would: the line
+    starts the services and does not wait for them."""
+    sandbox = compose_engine.sandbox
+    readme = shell_blocks(image_project / "README.md")
+    run_it = readme["Run it"]
+    up = block_with(run_it, "docker compose up")
+    services = up.split()[4:]
+    # The ports and settings a developer has: compose.yaml's defaults, nothing exported.
+    with compose_project(compose_engine, image_project, project_name(answers, "dev"), {}) as stack:
+        started = sandbox.run(["bash", "-e", "-c", up], cwd=image_project, env=stack.env,
+                              timeout=UP_BOUND)  # fmt: skip
+        assert started.returncode == 0, started.stderr
+
+        def healthy() -> bool:
+            states = [stack.container(name)["State"].get("Health", {}) for name in services]
+            return all(state.get("Status") == "healthy" for state in states)
+
+        took = wait_until(sandbox, healthy, f"{services} healthy", timeout=60)
+        print(f"{stack.name}: {services} healthy {took:.1f} s after `up`")
+
+        def run(script: str) -> str:
+            result = sandbox.run(["bash", "-e", "-c", script], cwd=image_project,
+                                 env=compose_engine.engine.env, timeout=600)  # fmt: skip
+            assert result.returncode == 0, (
+                f"{script}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n"
+                f"{result.stderr[-4000:]}"
+            )
+            return result.stdout
+
+        setup = "\n".join(commands(block_with(run_it, "honcho start"))[:-1])
+        checked = run(f"{setup}\n{block_with(readme['Admin commands'], 'admin check')}")
+        assert "configuration: ok" in checked and "unavailable" not in checked, checked
+        (tests,) = readme["Test and lint"]
+        tested = run(tests)
+        assert " passed" in tested and "skipped" not in tested, tested
