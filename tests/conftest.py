@@ -66,14 +66,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     A test asking for `combination` runs once per combination of the questions the project's
     own checks can see; one asking for `every_combination`, once per combination of them all.
-    `@pytest.mark.combinations(database="postgresql")` keeps those with the given answers.
+    `@pytest.mark.combinations(database="postgresql")` keeps those with the given answers, and
+    `where=` a predicate on the combination those for which it holds.
     """
     for name, varying in (("combination", code_questions()), ("every_combination", None)):
         if name not in metafunc.fixturenames:
             continue
         marker = metafunc.definition.get_closest_marker("combinations")
-        wanted = marker.kwargs if marker else {}
-        selected = [c for c in combinations(varying) if all(c[q] == a for q, a in wanted.items())]
+        wanted = dict(marker.kwargs) if marker else {}
+        where = wanted.pop("where", lambda _: True)
+        selected = [
+            c
+            for c in combinations(varying)
+            if all(c[q] == a for q, a in wanted.items()) and where(c)
+        ]
         assert selected, f"no combination has the answers {wanted}"
         metafunc.parametrize(
             name,

@@ -298,11 +298,10 @@ def test_image_holds_the_virtual_environment_only_within_its_size_budget(
     )
 
 
+@pytest.mark.combinations(where=lambda c: c["database"] != "none" or c["worker"] != "none")
 def test_release_migrates_and_the_worker_runs_a_job_posted_to_web_all_in_containers(
     combination: dict[str, str], project: Path, image: Built, service_env: dict[str, str]
 ) -> None:
-    if combination["database"] == "none" and combination["worker"] == "none":
-        pytest.skip("no backing service: nothing for release or a worker to do")
     found = engine()
     commands = procfile(project)
     variables = env_arguments(app_env(project, service_env))
