@@ -337,12 +337,40 @@ def test_network_policies_let_in_only_web_traffic_and_out_only_dns_and_backing_s
 
 def readme_kubernetes_commands(project: Path) -> list[list[str]]:
     """The kubectl commands of the README's Kubernetes section, each split as a shell would."""
+    block = readme_kubernetes_block(project)
+    return [shlex.split(line, comments=True) for line in block.splitlines()
+            if line.startswith("kubectl ")]  # fmt: skip
+
+
+def readme_kubernetes_block(project: Path) -> str:
+    """The shell block of the README's Kubernetes section, its continuations joined."""
     readme = (project / "README.md").read_text()
     section = readme[readme.index("## Deploy to Kubernetes") :]
     (block,) = re.findall(r"```sh\n(.*?)```", section.split("\n## ", 1)[0], re.S)
-    block = block.replace("\\\n", " ")
-    return [shlex.split(line, comments=True) for line in block.splitlines()
-            if line.startswith("kubectl ")]  # fmt: skip
+    return block.replace("\\\n", " ")
+
+
+@pytest.mark.combinations(deploy="kubernetes", database="none", worker="none",
+                          web_framework="fastapi", python_version="3.12")  # fmt: skip
+def test_the_readmes_image_step_names_the_commit_ci_pushed(
+    every_combination: dict[str, str], rendered: Path, tmp_path: Path
+) -> None:
+    """With CI, the README's step 1 (a `sed` of the overlay), run as written in a committed
+    project, makes the overlay roll out the image CI pushed for that commit."""
+    if every_combination["ci"] == "none":
+        assert "sed -i" not in readme_kubernetes_block(rendered)
+        return
+    project = shutil.copytree(rendered, tmp_path / "project")
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "r"]):
+        assert_succeeds(command, project)
+    commit = assert_succeeds(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    (step,) = [line for line in readme_kubernetes_block(project).splitlines()
+               if line.startswith("sed ")]  # fmt: skip
+    assert_succeeds(["bash", "-e", "-c", step], project)
+    (image,) = yaml.safe_load((project / OVERLAY / "kustomization.yaml").read_text())["images"]
+    built = kustomize_build(project / OVERLAY)
+    images = {c["image"] for r in workloads(built) for c in pod_spec(r)["containers"]}
+    assert images == {f"{image['newName']}:{commit}"}, images
 
 
 def object_names(resources: list[dict], selector: str = "") -> set[str]:
