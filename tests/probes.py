@@ -144,6 +144,24 @@ def with_slow_route(project: Path, framework: str, seconds: float) -> Path:
     return folder
 
 
+def slow_requests(base_url: str, count: int) -> tuple[list[threading.Thread], list[object]]:
+    """`count` requests to /slow, started in threads; each one's status (or error) is appended
+    to the list as it ends."""
+    statuses: list[object] = []
+
+    def request_slow() -> None:
+        try:
+            with urllib.request.urlopen(f"{base_url}/slow", timeout=30) as response:
+                statuses.append(response.status)
+        except OSError as error:
+            statuses.append(repr(error))
+
+    threads = [threading.Thread(target=request_slow) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, statuses
+
+
 def probe_sigterm_drains_in_flight_requests(
     project: Path, env: dict[str, str], framework: str, in_flight: int = 8
 ) -> dict[str, float]:
@@ -151,21 +169,8 @@ def probe_sigterm_drains_in_flight_requests(
     grace = 10
     slow = with_slow_route(project, framework, seconds=2)
     variables = {**env, "SHUTDOWN_GRACE_SECONDS": str(grace), "PYTHONPATH": str(slow)}
-    statuses: list[object] = []
-
-    def request_slow(url: str) -> None:
-        try:
-            with urllib.request.urlopen(f"{url}/slow", timeout=30) as response:
-                statuses.append(response.status)
-        except OSError as error:
-            statuses.append(repr(error))
-
     with running_web(project, variables) as web:
-        threads = [
-            threading.Thread(target=request_slow, args=(web.base_url,)) for _ in range(in_flight)
-        ]
-        for thread in threads:
-            thread.start()
+        threads, statuses = slow_requests(web.base_url, in_flight)
         time.sleep(0.7)  # all of them reach the app and are sleeping in the slow route
         stopped_at = time.monotonic()
         web.process.send_signal(signal.SIGTERM)

@@ -16,7 +16,6 @@ import subprocess
 import tarfile
 import tempfile
 import textwrap
-import threading
 import time
 import urllib.request
 import uuid
@@ -29,7 +28,7 @@ import pytest
 from conftest import IDENTITY
 from containers import Engine, base_images, engine
 from matrix import TEMPLATE_ROOT, combination_id
-from probes import with_slow_route
+from probes import slow_requests, with_slow_route
 from processes import app_env, http_get, procfile, running_web
 from servers import free_port
 from worker_faults import not_json_objects, wait_for_result
@@ -208,18 +207,7 @@ def test_web_container_serves_from_a_read_only_root_as_uid_10001_and_drains_on_s
         missed = web.podman("exec", "-e", "PORT=1", web.name, *command)
         assert missed.returncode != 0, "the HEALTHCHECK passes with no server behind PORT"
 
-        statuses: list[object] = []
-
-        def request_slow() -> None:
-            try:
-                with urllib.request.urlopen(f"{base_url}/slow", timeout=30) as response:
-                    statuses.append(response.status)
-            except OSError as error:
-                statuses.append(repr(error))
-
-        in_flight = [threading.Thread(target=request_slow) for _ in range(4)]
-        for thread in in_flight:
-            thread.start()
+        in_flight, statuses = slow_requests(base_url, 4)
         time.sleep(0.7)  # every request is in the slow route
         exit_code, stop_seconds = web.stop()
         for thread in in_flight:
