@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from matrix import TEMPLATE_ROOT, code_questions, combination_id, combinations
+from matrix import TEMPLATE_ROOT, choice_questions, code_questions, combination_id, combinations
 from servers import Postgres, RedisServer, start_postgres
 
 # Identity answers other than the defaults, so a name hard-coded in the template shows up.
@@ -65,11 +65,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize over the combinations of the choice questions in copier.yml.
 
     A test asking for `combination` runs once per combination of the questions the project's
-    own checks can see; one asking for `every_combination`, once per combination of them all.
+    own checks can see; one asking for `every_combination`, once per combination of them all
+    but the Python version, at its default. What a Python version changes in the files those
+    tests read is its number (.python-version, the Dockerfile's and CI's image tags), which
+    tests of their own check for each version; what it changes in behaviour (the install, the
+    tests, the running service, the image) the `combination` tests see on every version.
     `@pytest.mark.combinations(database="postgresql")` keeps those with the given answers, and
     `where=` a predicate on the combination those for which it holds.
     """
-    for name, varying in (("combination", code_questions()), ("every_combination", None)):
+    every = [q for q in choice_questions() if q != "python_version"]
+    for name, varying in (("combination", code_questions()), ("every_combination", every)):
         if name not in metafunc.fixturenames:
             continue
         marker = metafunc.definition.get_closest_marker("combinations")

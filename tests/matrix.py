@@ -32,7 +32,8 @@ def choice_questions() -> dict[str, list[str]]:
             continue
         choices = spec["choices"]
         values = choices.values() if isinstance(choices, dict) else choices
-        questions[name] = [str(v) for v in values]
+        # A choice with a validator of its own is one no longer offered (Copier disables it).
+        questions[name] = [str(v) for v in values if not isinstance(v, dict)]
     return questions
 
 

@@ -213,7 +213,7 @@ print(json.dumps(sorted(modules)))
 """
 
 
-@pytest.mark.combinations(database="postgresql", worker="celery", python_version="3.12")
+@pytest.mark.combinations(database="postgresql", worker="celery")
 def test_refused_names_cover_every_locked_distribution_and_module(project: Path) -> None:
     """A new dependency cannot slip past the slug and package validators unnoticed."""
     rules = macros()

@@ -68,7 +68,7 @@ def test_dockerfile_builds_from_the_lock_and_runs_as_non_root(
     bases = [args for instruction, args in instructions if instruction == "FROM"]
     assert len(bases) >= 2, "not multi-stage"
     for base in bases:
-        assert f"python:{every_combination['python_version']}-slim-bookworm" in base
+        assert f"python:{every_combination['python_version']}-slim-trixie" in base
     runs = " ".join(args for instruction, args in instructions if instruction == "RUN")
     assert "uv sync --locked --no-dev" in runs
     assert "--mount=type=cache" in runs

@@ -54,10 +54,10 @@ def chosen(**answers: str):
 
 
 COMBINATIONS = [
-    chosen(web_framework="fastapi", python_version="3.12", database="postgresql", worker="celery"),
-    chosen(web_framework="flask", python_version="3.13", database="postgresql", worker="none"),
-    chosen(web_framework="flask", python_version="3.11", database="none", worker="celery"),
-    chosen(web_framework="fastapi", python_version="3.12", database="none", worker="none"),
+    chosen(web_framework="fastapi", python_version="3.14", database="postgresql", worker="celery"),
+    chosen(web_framework="flask", python_version="3.15", database="postgresql", worker="none"),
+    chosen(web_framework="flask", python_version="3.12", database="none", worker="celery"),
+    chosen(web_framework="fastapi", python_version="3.13", database="none", worker="none"),
 ]
 BACKED = [
     param for param in COMBINATIONS if set(param.values[0].values()) & {"postgresql", "celery"}
