@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from matrix import TEMPLATE_ROOT, choice_questions, code_questions, combination_id, combinations
+from python_root import in_project
 from servers import Postgres, RedisServer, start_postgres
 
 # Identity answers other than the defaults, so a name hard-coded in the template shows up.
@@ -98,12 +99,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
-def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+def run(
+    command: list[str], cwd: Path, host: bool = False, **kwargs
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in `cwd`; in a rendered project, on its Python (python_root.py), but for a
+    `host` one (Copier, which runs on the tests' own Python)."""
+    command = command if host else in_project(command, cwd)
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, **kwargs)
 
 
-def assert_succeeds(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
-    result = run(command, cwd, **kwargs)
+def assert_succeeds(
+    command: list[str], cwd: Path, host: bool = False, **kwargs
+) -> subprocess.CompletedProcess[str]:
+    result = run(command, cwd, host, **kwargs)
     assert result.returncode == 0, (
         f"`{' '.join(command)}` exited {result.returncode} in {cwd}\n"
         f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artifacts import env_example_names
+from python_root import in_project
 from servers import free_port
 
 SECRET_KEY = "s" * 40
@@ -95,9 +96,9 @@ def running_web(
     port = free_port()
     env = process_env(project, {**variables, "PORT": str(port)})
     start = time.perf_counter()
-    process = subprocess.Popen(
-        command or procfile(project)["web"], cwd=project, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,  # its own group, to clean up
+    process = subprocess.Popen(  # in a session of its own, to clean up
+        in_project(command or procfile(project)["web"], project), cwd=project, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     running = Running(process, f"http://127.0.0.1:{port}", 0.0)
     try:
@@ -135,8 +136,8 @@ def run_one_off(
     """
     try:
         return subprocess.run(
-            command, cwd=project, capture_output=True, text=True, timeout=timeout,
-            env=process_env(project, variables),
+            in_project(command, project), cwd=project, capture_output=True, text=True,
+            timeout=timeout, env=process_env(project, variables),
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         raise AssertionError(f"{shlex.join(command)} still running after {timeout} s") from None
@@ -155,8 +156,8 @@ class Watched:
     def __init__(self, project: Path, process_type: str, variables: dict[str, str]) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            procfile(project)[process_type], cwd=project, text=True, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=process_env(project, variables),
+            in_project(procfile(project)[process_type], project), cwd=project, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=process_env(project, variables),
         )  # fmt: skip
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from python_root import in_project
+
 FENCED_SH = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 HEADING = re.compile(r"^#{1,6} (.+)$", re.MULTILINE)
 
@@ -73,12 +75,18 @@ class Terminal:
 
 @contextmanager
 def in_terminal(
-    popen: Callable[..., subprocess.Popen], script: str, cwd: Path, env: dict[str, str], log: Path
+    popen: Callable[..., subprocess.Popen],
+    script: str,
+    cwd: Path,
+    env: dict[str, str],
+    log: Path,
+    python: str | None = None,
 ) -> Iterator[Terminal]:
-    """Run `script` with bash -e in `cwd`; whatever is left of it is killed on the way out."""
+    """Run `script` with bash -e in `cwd`, on the project's Python there (or `python`, for a
+    script that makes the project); whatever is left of it is killed on the way out."""
     with log.open("w") as output:
         process = popen(
-            ["bash", "-e", "-c", script], cwd=cwd, env=env, stdout=output,
+            in_project(["bash", "-e", "-c", script], cwd, python), cwd=cwd, env=env, stdout=output,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     terminal = Terminal(process, log)

@@ -350,7 +350,9 @@ def readme_kubernetes_block(project: Path) -> str:
     return block.replace("\\\n", " ")
 
 
-@pytest.mark.combinations(deploy="kubernetes", database="none", worker="none", web_framework="fastapi")
+@pytest.mark.combinations(
+    deploy="kubernetes", database="none", worker="none", web_framework="fastapi"
+)
 def test_the_readmes_image_step_names_the_commit_ci_pushed(
     every_combination: dict[str, str], rendered: Path, tmp_path: Path
 ) -> None:

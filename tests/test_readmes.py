@@ -21,6 +21,7 @@ import pytest
 import redis
 import yaml
 from conftest import IDENTITY, TEMPLATE_ROOT
+from matrix import defaults
 from readme import block_with, commands, dotenv, in_terminal, shell_blocks, wait_until
 from sandbox import Sandbox
 
@@ -181,8 +182,10 @@ def test_try_it_block_of_the_template_readme(template_repo: Path, tmp_path: Path
     destination = Path(re.search(r"copier copy .* (\S+)$", start, re.MULTILINE).group(1))
     shutil.rmtree(destination, ignore_errors=True)
     try:
+        # The project it makes runs on the default Python: the whole script runs on it.
+        python = defaults()["python_version"]
         with in_terminal(subprocess.Popen, start, tmp_path, dict(os.environ),
-                         tmp_path / "try-it.log") as shell:  # fmt: skip
+                         tmp_path / "try-it.log", python) as shell:  # fmt: skip
 
             def answers() -> bool:
                 assert shell.process.poll() is None, shell.output[-3000:]

@@ -71,7 +71,7 @@ def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: 
 
 
 def copier(command: list[str], *arguments: str, cwd: Path) -> None:
-    assert_succeeds([*command, *arguments, "--defaults", "--quiet"], cwd)
+    assert_succeeds([*command, *arguments, "--defaults", "--quiet"], cwd, host=True)
 
 
 def render(
