@@ -1,7 +1,7 @@
 """`copier update`: from an older version to the work in hand, keeping the user's edits.
 
-Versions are tags of a throwaway template repository: v0.2.0 is an old commit of this one
-(CHANGELOG.md names it), v0.5.0 the template as it is on disk. Projects are made the way the
+Versions are tags of a throwaway template repository: v0.2.0 and v0.5.0 are old commits of this
+one (CHANGELOG.md names them), v0.6.0 the template as it is on disk. Projects are made the way the
 README of each version says: up to 0.2.0 with `--trust` (those versions ran a task that locked
 the project), since 0.3.0 with the plain command, then `git init` and `uv lock`.
 """
@@ -20,7 +20,9 @@ from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds, rendered_files
 from matrix import choice_questions, defaults, load_copier_yml
 
 OLD_TAG, OLD_COMMIT = "v0.2.0", "d2af6324b930f5f9ef6b77ff568d4586cf7a6e97"
-NEW_TAG = "v0.5.0"
+# The last version to offer Python 3.11.
+PREVIOUS_TAG, PREVIOUS_COMMIT = "v0.5.0", "54efb260ba24a8c03751977a4247dd04aee92e86"
+NEW_TAG = "v0.6.0"
 # CHANGELOG 0.3.0: a project from a version with the task is updated once with these, so that
 # neither version's task runs (the old one's uv.lock would count as a file the template dropped).
 FROM_A_VERSION_WITH_TASKS = ("--trust", "--skip-tasks")
@@ -59,6 +61,7 @@ def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: 
     git(repo, "init", "--quiet")
     for source, commit, tag in (
         (TEMPLATE_ROOT, OLD_COMMIT, OLD_TAG),
+        (TEMPLATE_ROOT, PREVIOUS_COMMIT, PREVIOUS_TAG),
         (template_repo, "HEAD", NEW_TAG),
     ):
         for child in repo.iterdir():
@@ -79,7 +82,9 @@ def render(
 ) -> Path:
     """A project as its user makes it: copy, then the steps the after-copy message gives."""
     data = [arg for q, a in {**IDENTITY, **answers}.items() for arg in ("--data", f"{q}={a}")]
-    ref_arguments = ["--vcs-ref", ref, "--trust"] if ref == OLD_TAG else []
+    ref_arguments = {OLD_TAG: ["--vcs-ref", ref, "--trust"], PREVIOUS_TAG: ["--vcs-ref", ref]}.get(
+        ref, []
+    )
     copier(COPIER_VERSIONS["newest-copier"], "copy", *ref_arguments, *data, str(template),
            str(destination), cwd=destination.parent)  # fmt: skip
     if ref != OLD_TAG:
@@ -174,6 +179,45 @@ def test_update_to_the_newest_version_keeps_the_users_edits(
         ["uv", "run", "pytest", "-q"],
     ):
         assert_succeeds(check, project, env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("copier_version", COPIER_VERSIONS)
+def test_a_project_on_python_3_11_moves_to_3_12_is_told_and_keeps_the_users_edits(
+    versioned_template: Path, tmp_path: Path, copier_version
+) -> None:
+    """3.11 is offered no longer: the plain `copier update` moves the project to the nearest
+    version offered, says so, and the project installs, lints and tests on it."""
+    project = render(
+        versioned_template, tmp_path / "project", {"python_version": "3.11"}, ref=PREVIOUS_TAG
+    )
+    make_users_edits(project)
+
+    updated = assert_succeeds(
+        [*COPIER_VERSIONS[copier_version], "update", "--defaults"], project, host=True
+    )
+
+    said = updated.stdout + updated.stderr
+    assert "moved from Python 3.11 to 3.12 (3.11 is no longer offered)" in said, said
+    assert "--data python_version=" in said, said
+    assert conflict_markers(project) == []
+    assert (project / ".python-version").read_text() == "3.12\n"
+    assert 'requires-python = ">=3.12"' in (project / "pyproject.toml").read_text()
+    assert "FROM python:3.12-slim-trixie@" in (project / "Dockerfile").read_text()
+    answers = (project / ".copier-answers.yml").read_text()
+    assert "python_version: '3.12'" in answers and f"_commit: {NEW_TAG}" in answers
+    assert "previous_python_version" not in answers, "a computed value was recorded"
+    assert OUR_DOCSTRING in (project / f"src/{PACKAGE}/app.py").read_text()
+    assert '"x" * 100' in (project / "tests/test_request_id.py").read_text()
+    assert '"orjson>=3.10"' in (project / "pyproject.toml").read_text()
+    for check in (
+        ["uv", "lock", "--quiet"],
+        ["uv", "sync", "--locked", "--quiet"],
+        ["uv", "run", "python", "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
+        ["uv", "run", "ruff", "check", "."],
+        ["uv", "run", "ruff", "format", "--check", "."],
+        ["uv", "run", "pytest", "-q"],
+    ):
+        assert_succeeds(check, project)
 
 
 def test_a_dependency_added_by_both_is_a_conflict_shown_inline_and_the_lock_stays_whole(
