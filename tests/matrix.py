@@ -13,6 +13,7 @@ import itertools
 import re
 from pathlib import Path
 
+import jinja2
 import yaml
 
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +39,13 @@ def choice_questions() -> dict[str, list[str]]:
 
 
 def defaults() -> dict[str, str]:
+    """Each choice question's default for a new project (where it is a template, as rendered
+    with no earlier answers)."""
     spec = load_copier_yml()
-    return {name: str(spec[name]["default"]) for name in choice_questions()}
+    return {
+        name: jinja2.Environment().from_string(str(spec[name]["default"])).render()
+        for name in choice_questions()
+    }
 
 
 def code_questions() -> list[str]:
