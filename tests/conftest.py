@@ -74,12 +74,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     `@pytest.mark.combinations(database="postgresql")` keeps those with the given answers, and
     `where=` a predicate on the combination those for which it holds.
     """
-    every = [q for q in choice_questions() if q != "python_version"]
-    for name, varying in (("combination", code_questions()), ("every_combination", every)):
+    for name in ("combination", "every_combination"):
         if name not in metafunc.fixturenames:
             continue
         marker = metafunc.definition.get_closest_marker("combinations")
         wanted = dict(marker.kwargs) if marker else {}
+        varying = code_questions()
+        if name == "every_combination":  # the Python too where the marker names one
+            varying = [q for q in choice_questions() if q != "python_version" or q in wanted]
         where = wanted.pop("where", lambda _: True)
         selected = [
             c

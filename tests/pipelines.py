@@ -30,6 +30,7 @@ from pathlib import Path
 import redis
 import yaml
 from conftest import TEMPLATE_ROOT, assert_succeeds, rendered_files
+from python_root import in_project
 from sandbox import Sandbox
 
 GITLAB_CI_LOCAL = TEMPLATE_ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
@@ -88,8 +89,9 @@ def run_github_job_steps(
                 continue
             started = time.monotonic()
             result = sandbox.run(
-                ["bash", "-e", "-c", step["run"]], cwd=project, env=env, timeout=600
-            )
+                in_project(["bash", "-e", "-c", step["run"]], project),
+                cwd=project, env=env, timeout=600,
+            )  # fmt: skip
             name = f"{step.get('name', step['run'])} ({time.monotonic() - started:.1f} s)"
             results.append((name, result))
             if result.returncode != 0:

@@ -22,6 +22,7 @@ import redis
 import yaml
 from conftest import IDENTITY, TEMPLATE_ROOT
 from matrix import defaults
+from python_root import in_project
 from readme import block_with, commands, dotenv, in_terminal, shell_blocks, wait_until
 from sandbox import Sandbox
 
@@ -77,7 +78,8 @@ def terminal_env(project: Path, combination: dict[str, str]) -> dict[str, str]:
 def run_in_sandbox(
     sandbox: Sandbox, script: str, project: Path, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    result = sandbox.run(["bash", "-e", "-c", script], cwd=project, env=env, timeout=600)
+    command = in_project(["bash", "-e", "-c", script], project)
+    result = sandbox.run(command, cwd=project, env=env, timeout=600)
     assert result.returncode == 0, (
         f"README block failed with {result.returncode}:\n{script}\n"
         f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
