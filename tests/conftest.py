@@ -101,19 +101,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
-def run(
-    command: list[str], cwd: Path, host: bool = False, **kwargs
-) -> subprocess.CompletedProcess[str]:
-    """Run a command in `cwd`; in a rendered project, on its Python (python_root.py), but for a
-    `host` one (Copier, which runs on the tests' own Python)."""
-    command = command if host else in_project(command, cwd)
+def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run a command in `cwd`; uv in a rendered project on the project's Python
+    (python_root.py), every other tool (linters, git, `uv tool`'s Copier) on this machine."""
+    if command[0] == "uv" and command[1] != "tool":
+        command = in_project(command, cwd)
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, **kwargs)
 
 
-def assert_succeeds(
-    command: list[str], cwd: Path, host: bool = False, **kwargs
-) -> subprocess.CompletedProcess[str]:
-    result = run(command, cwd, host, **kwargs)
+def assert_succeeds(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    result = run(command, cwd, **kwargs)
     assert result.returncode == 0, (
         f"`{' '.join(command)}` exited {result.returncode} in {cwd}\n"
         f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"

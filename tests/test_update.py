@@ -74,7 +74,7 @@ def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: 
 
 
 def copier(command: list[str], *arguments: str, cwd: Path) -> None:
-    assert_succeeds([*command, *arguments, "--defaults", "--quiet"], cwd, host=True)
+    assert_succeeds([*command, *arguments, "--defaults", "--quiet"], cwd)
 
 
 def render(
@@ -192,9 +192,7 @@ def test_a_project_on_python_3_11_moves_to_3_12_is_told_and_keeps_the_users_edit
     )
     make_users_edits(project)
 
-    updated = assert_succeeds(
-        [*COPIER_VERSIONS[copier_version], "update", "--defaults"], project, host=True
-    )
+    updated = assert_succeeds([*COPIER_VERSIONS[copier_version], "update", "--defaults"], project)
 
     said = updated.stdout + updated.stderr
     assert "moved from Python 3.11 to 3.12 (3.11 is no longer offered)" in said, said
