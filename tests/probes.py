@@ -217,7 +217,9 @@ def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
         for root, _dirs, names in os.walk(folder):
             for name in names:
                 path = os.path.join(root, name)
-                stat = os.stat(path)
+                # A link as itself: a venv's python names an interpreter that may live in a root
+                # of its own (python_root.py), not on this machine.
+                stat = os.stat(path, follow_symlinks=False)
                 files[path] = (stat.st_size, stat.st_mtime_ns)
     return files
 
