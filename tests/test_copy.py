@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 from conftest import assert_succeeds, copier_copy, rendered_files
+from matrix import defaults
+from python_root import in_project
 
 
 def next_steps(output: str) -> list[str]:
@@ -26,7 +28,9 @@ def test_plain_copy_then_the_printed_next_steps_give_a_locked_committed_project(
     assert steps[0] == f"cd {destination}", steps
     assert not (destination / "uv.lock").exists(), "the template must not render the lock"
 
-    assert_succeeds(["bash", "-e", "-c", "\n".join(steps)], tmp_path)
+    # On the Python the project gets (python_root.py), as the steps install it.
+    python = defaults()["python_version"]
+    assert_succeeds(in_project(["bash", "-e", "-c", "\n".join(steps)], tmp_path, python), tmp_path)
 
     assert (destination / "uv.lock").is_file()
     assert_succeeds(["git", "diff", "--quiet", "HEAD"], destination)
