@@ -34,7 +34,7 @@ MIRROR = "http://deb.debian.org/debian"
 # commits), the roots of trust.
 TOOLS = ("ca-certificates", "git", "curl", "procps")
 # Bumped when the recipe below changes: a root made by another recipe is remade.
-RECIPE = "1"
+RECIPE = "2"
 STAMP = ROOT / "etc" / "copier-twelve-factor-root"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # uv inside trusts the system's roots (the package index is reached through a TLS-intercepting
@@ -157,7 +157,8 @@ def ensure_root() -> Path:
         )  # fmt: skip
         if made.returncode != 0:
             raise RuntimeError(f"mmdebstrap of the {SUITE} root failed:\n{made.stderr[-4000:]}")
-        shutil.copy2(uv_binary(), partial / "usr/local/bin/uv")
+        for tool in ("uv", "uvx"):  # uvx: the README's first line runs Copier with it
+            shutil.copy2(uv_binary().with_name(tool), partial / "usr/local/bin" / tool)
         for name in ("resolv.conf", "hosts"):
             shutil.copyfile(f"/etc/{name}", partial / "etc" / name)
         shutil.copyfile(HOST_CA_BUNDLE, partial / HOST_CA_BUNDLE.relative_to("/"))
