@@ -1,13 +1,17 @@
-"""PostgreSQL and Redis stand-ins under the names compose.yaml uses (`postgres:15`, `redis:7`).
+"""PostgreSQL and Redis stand-ins under the names compose.yaml uses (`postgres:18`, `redis:8`).
 
 Docker Hub cannot be reached from this kind of machine, so the images compose pulls are made
-here the way the Python stand-ins are (../shared/notes/containers.md): a Debian bookworm minbase
-root made by mmdebstrap with Debian's `postgresql-15` or `redis-server`, imported by podman under
-the official image's name. Each keeps what compose.yaml relies on from the official image:
+here the way the Python stand-ins are (../shared/notes/containers.md): a Debian minbase root made
+by mmdebstrap with Debian's `postgresql-N` or `redis-server` of the image's major version,
+imported by podman under the official image's name. The names, and so the major versions, are
+read from includes/images.jinja, where the rendered compose.yaml gets them. The Debian suite is
+the stable one where it carries that major version (trixie has Redis 8), else unstable (only
+sid has PostgreSQL 18). Each keeps what compose.yaml relies on from the official image:
 
 - postgres: POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB make the role and database on the
-  first start, with the data in /var/lib/postgresql/data; it listens on 5432 on every interface
-  with password (scram) logins for other hosts; `pg_isready` is on PATH; SIGINT stops it (the
+  first start, with the data in /var/lib/postgresql/N/docker under the volume at
+  /var/lib/postgresql (the layout from 18 on); it listens on 5432 on every interface with
+  password (scram) logins for other hosts; `pg_isready` is on PATH; SIGINT stops it (the
   official image's STOPSIGNAL, a fast shutdown).
 - redis: `redis-server` listening on every interface with protected mode off, as the official
   image is patched to; data in /data; `redis-cli` on PATH.
@@ -17,7 +21,9 @@ and a lock file serialises the test processes that ask for them at once.
 """
 
 import fcntl
+import functools
 import hashlib
+import re
 import shlex
 import subprocess
 import tempfile
@@ -27,10 +33,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from containers import Engine
+import jinja2
+from containers import Engine, canonical
+from matrix import TEMPLATE_ROOT
 
 CACHE = Path("/var/cache/copier-twelve-factor/compose-images")
 RECIPE_LABEL = "org.copier-twelve-factor.recipe"
+# The suites that carry the major versions images.jinja names: PostgreSQL 18 is in unstable
+# only (trixie has 17, trixie-backports none); trixie has Redis 8 (8.0).
+POSTGRES_SUITE = "sid"
+REDIS_SUITE = "trixie"
+# The mirror here is a snapshot: sid's Release file has expired, and a stable one may.
+APT_OPTIONS = ('--aptopt=Acquire::Check-Valid-Until "false"',)
 
 # Left out of the images, as the official ones leave them out: smaller and quicker to make.
 EXCLUDED = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*")
@@ -91,50 +105,78 @@ class StandIn:
     """One image: the Debian packages in it, its entrypoint, and podman import's --change list."""
 
     name: str
+    suite: str
     packages: tuple[str, ...]
     entrypoint: str
     changes: tuple[str, ...]
     # Left behind by the packages' own set-up, and not in the official image.
     remove: tuple[str, ...] = ()
+    # Run in the root once made: fails the making where the suite has another major version.
+    version_check: str = "true"
 
     def recipe(self) -> str:
-        text = repr((self.packages, self.entrypoint, self.changes, self.remove, EXCLUDED))
+        text = repr((self.name, self.suite, self.packages, self.entrypoint, self.changes,
+                     self.remove, self.version_check, EXCLUDED, APT_OPTIONS))  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-POSTGRES = StandIn(
-    name="docker.io/library/postgres:15",
-    packages=("postgresql-15",),
-    entrypoint=POSTGRES_ENTRYPOINT,
-    changes=(
-        "ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-        "/sbin:/bin",
-        "ENV PGDATA=/var/lib/postgresql/data",
-        "VOLUME /var/lib/postgresql/data",
-        'ENTRYPOINT ["docker-entrypoint.sh"]',
-        'CMD ["postgres"]',
-        "STOPSIGNAL SIGINT",
-        "EXPOSE 5432",
-    ),
-    # The cluster Debian's postinst makes; the entrypoint makes the image's own in PGDATA.
-    remove=("/var/lib/postgresql/15", "/etc/postgresql/15"),
-)
+def major_version(reference: str, repository: str) -> str:
+    """The major version an image's tag names (`postgres:18` is 18), which Debian's packages
+    must have."""
+    tag = re.fullmatch(rf"{repository}:(\d+)", reference)
+    if tag is None:
+        raise RuntimeError(f"{reference}: no stand-in for a tag other than {repository}:N")
+    return tag.group(1)
 
-REDIS = StandIn(
-    name="docker.io/library/redis:7",
-    packages=("redis-server",),
-    entrypoint=REDIS_ENTRYPOINT,
-    changes=(
-        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "VOLUME /data",
-        "WORKDIR /data",
-        'ENTRYPOINT ["docker-entrypoint.sh"]',
-        'CMD ["redis-server"]',
-        "EXPOSE 6379",
-    ),
-)
 
-STAND_INS = (POSTGRES, REDIS)
+def postgres_stand_in(reference: str) -> StandIn:
+    major = major_version(reference, "postgres")
+    return StandIn(
+        name=canonical(reference),
+        suite=POSTGRES_SUITE,
+        packages=(f"postgresql-{major}",),
+        entrypoint=POSTGRES_ENTRYPOINT,
+        changes=(
+            f"ENV PATH=/usr/lib/postgresql/{major}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+            "/usr/bin:/sbin:/bin",
+            f"ENV PGDATA=/var/lib/postgresql/{major}/docker",
+            "VOLUME /var/lib/postgresql",
+            'ENTRYPOINT ["docker-entrypoint.sh"]',
+            'CMD ["postgres"]',
+            "STOPSIGNAL SIGINT",
+            "EXPOSE 5432",
+        ),
+        # The cluster Debian's postinst makes; the entrypoint makes the image's own in PGDATA.
+        remove=(f"/var/lib/postgresql/{major}", f"/etc/postgresql/{major}"),
+    )
+
+
+def redis_stand_in(reference: str) -> StandIn:
+    major = major_version(reference, "redis")
+    return StandIn(
+        name=canonical(reference),
+        suite=REDIS_SUITE,
+        packages=("redis-server",),
+        entrypoint=REDIS_ENTRYPOINT,
+        changes=(
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "VOLUME /data",
+            "WORKDIR /data",
+            'ENTRYPOINT ["docker-entrypoint.sh"]',
+            'CMD ["redis-server"]',
+            "EXPOSE 6379",
+        ),
+        # Debian's package names no version: its server must say it is this major version.
+        version_check=f'chroot "$1" redis-server --version | grep -q " v={major}\\."',
+    )
+
+
+@functools.cache
+def stand_ins() -> tuple[StandIn, ...]:
+    """The stand-ins of the images includes/images.jinja names for compose.yaml (and CI)."""
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_ROOT))
+    images = environment.get_template("includes/images.jinja").module
+    return postgres_stand_in(images.POSTGRES_IMAGE), redis_stand_in(images.REDIS_IMAGE)
 
 
 @contextmanager
@@ -156,7 +198,7 @@ def inspect(engine: Engine, image: str, template: str) -> str | None:
 
 
 def build(engine: Engine, stand_in: StandIn, workdir: Path) -> None:
-    """mmdebstrap a bookworm minbase root with the packages and entrypoint; import it."""
+    """mmdebstrap a minbase root of the suite with the packages and entrypoint; import it."""
     entrypoint = workdir / "docker-entrypoint.sh"
     entrypoint.write_text(stand_in.entrypoint)
     entrypoint.chmod(0o755)
@@ -164,11 +206,12 @@ def build(engine: Engine, stand_in: StandIn, workdir: Path) -> None:
     customize = [
         f'install -m 755 {shlex.quote(str(entrypoint))} "$1/usr/local/bin/docker-entrypoint.sh"',
         *(f'rm -rf "$1"{shlex.quote(path)}' for path in stand_in.remove),
+        stand_in.version_check,
     ]
     made = subprocess.run(
         ["mmdebstrap", "--variant=minbase", "--quiet", f"--include={','.join(stand_in.packages)}",
-         *(f"--dpkgopt=path-exclude={path}" for path in EXCLUDED),
-         *(f"--customize-hook={hook}" for hook in customize), "bookworm", str(rootfs)],
+         *APT_OPTIONS, *(f"--dpkgopt=path-exclude={path}" for path in EXCLUDED),
+         *(f"--customize-hook={hook}" for hook in customize), stand_in.suite, str(rootfs)],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     if made.returncode != 0:
@@ -183,7 +226,7 @@ def ensure_stand_ins(engine: Engine) -> dict[str, float]:
     each build took (none where all were there already)."""
     took = {}
     with machine_lock(CACHE / "lock"):
-        for stand_in in STAND_INS:
+        for stand_in in stand_ins():
             label = f'{{{{ index .Labels "{RECIPE_LABEL}" }}}}'
             if inspect(engine, stand_in.name, label) == stand_in.recipe():
                 continue

@@ -4,7 +4,9 @@ This machine has no Docker engine, and Debian 12's podman (buildah 1.28) cannot 
 Dockerfile (it refuses `RUN --mount=type=bind,target=uv.lock`: not an absolute path). So:
 - builds run in a Debian trixie chroot (made with mmdebstrap) whose podman 5 can;
 - Docker Hub and ghcr cannot be reached, so the base images are stand-ins under the exact names
-  the Dockerfile uses: Debian bookworm with the machine's own CPython, and uv from its wheel;
+  the Dockerfile uses: Debian trixie with the machine's own CPython where pyenv has the version,
+  Debian sid with its own python3.X where only sid has it (python_root.py), and uv from its
+  wheel;
 - images are saved in the chroot and loaded into the host's podman, which runs them (the
   chroot's podman runs `exec`, and so health checks, in the host's root).
 Everything is set up once per machine and kept in CACHE; `engine()` reuses what is there. Each
@@ -26,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from python_root import SUITE as PYTHON_SUITE
+from python_root import host_pythons
 
 CACHE = Path(os.environ.get("CONTAINER_CACHE", "/var/cache/copier-twelve-factor/containers"))
 CHROOT = CACHE / "trixie"
@@ -33,10 +37,19 @@ LOCK = CACHE / "lock"
 # Within the chroot: the engine's settings, and what builds get mounted (never baked in).
 CHROOT_CONF = Path("/etc/copier-twelve-factor")
 BUILD_PACKAGES = "podman,runc,conmon,netavark,aardvark-dns,nftables,iptables,fuse-overlayfs"
-# What python:3.X-slim-bookworm holds beyond minbase: the libraries CPython links to.
+# What python:3.X-slim-trixie holds beyond minbase: the libraries CPython links to (trixie's
+# names: the 64-bit time_t transition renamed some), tkinter's aside as there.
 PYTHON_RUNTIME = (
-    "libssl3,libsqlite3-0,libffi8,libbz2-1.0,liblzma5,libreadline8,libncursesw6,zlib1g,"
-    "libuuid1,libexpat1,libcrypt1,libnsl2,libtirpc3,ca-certificates,netbase,tzdata"
+    "libssl3t64,libsqlite3-0,libffi8,libbz2-1.0,liblzma5,libreadline8t64,libncursesw6,zlib1g,"
+    "libuuid1,libexpat1,libcrypt1,libnsl2,libtirpc3t64,ca-certificates,netbase,tzdata"
+)
+# A version pyenv lacks: Debian's interpreter, with venv and ensurepip as the official image has
+# them. Not pip: the Dockerfile never runs it (uv comes from its own image).
+DEBIAN_PYTHON = "python{0},python{0}-venv,ca-certificates,netbase,tzdata"
+# Fails the stand-in's making if a library that CPython's modules link to is missing from it.
+LIBRARIES_FOUND = (
+    '! chroot "$1" sh -c \'find /usr/local -name "*.so*" ! -name "_tkinter*" '
+    "-exec ldd {} +' | grep 'not found'"
 )
 # Hard rlimits cannot be raised here, and crun does not run on this cgroup layout.
 CONTAINERS_CONF = """\
@@ -55,7 +68,7 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 # Stamped on each stand-in: a change of recipe bumps it, and the cached ones are remade.
 STAND_IN_LABEL = "org.copier-twelve-factor.stand-in"
-STAND_IN_VERSION = "4"
+STAND_IN_VERSION = "5"
 STAND_IN_LABEL_FORMAT = '{{ index .Labels "' + STAND_IN_LABEL + '" }}'
 # The official python:slim images hold CPython with pip (and setuptools, wheel before 3.12), and
 # neither its tests nor its static library. pyenv's tree may hold more (tools installed into it,
@@ -66,7 +79,9 @@ NOT_SHIPPED = re.compile(r"^(test|tests|idle_test)$|^libpython.*\.a$")
 FROM_LINE = re.compile(r"^(\s*FROM\s+(?:--\S+\s+)*)(\S+)", re.IGNORECASE | re.MULTILINE)
 COPY_FROM = re.compile(r"--from=(\S+)")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}")
-PYTHON_IMAGE = re.compile(r"^docker\.io/library/python:(3\.\d+)-slim-bookworm$")
+# The Debian release of the python:3.X-slim-<release> bases (includes/images.jinja's DEBIAN).
+PYTHON_DEBIAN = "trixie"
+PYTHON_IMAGE = re.compile(rf"^docker\.io/library/python:(3\.\d+)-slim-{PYTHON_DEBIAN}$")
 UV_IMAGE = re.compile(r"^ghcr\.io/astral-sh/uv:(\S+)$")
 
 
@@ -206,18 +221,12 @@ class Engine:
                     raise RuntimeError(f"no stand-in known for the base image {reference}")
 
     def make_python_image(self, reference: str, minor: str) -> None:
-        """Debian bookworm minbase, the libraries CPython needs, and pyenv's CPython `minor`."""
-        prefix = Path(run(["pyenv", "prefix", minor]).stdout.strip().splitlines()[0])
+        """pyenv's CPython `minor` on trixie where pyenv has it, else Debian's from sid."""
         with tempfile.TemporaryDirectory(dir="/tmp", prefix="ctf-base-") as scratch:
-            rootfs = Path(scratch) / "rootfs.tar"
-            cpython = Path(scratch) / "cpython"
-            shutil.copytree(prefix, cpython, symlinks=True, ignore=official_python_only(prefix))
-            run(["mmdebstrap", "--variant=minbase", f"--include={PYTHON_RUNTIME}",
-                 "--dpkgopt=path-exclude=/usr/share/doc/*",
-                 "--dpkgopt=path-exclude=/usr/share/man/*",
-                 f"--customize-hook=cp -a {cpython}/. \"$1/usr/local/\"",
-                 "--customize-hook=chroot \"$1\" ldconfig",
-                 "--format=tar", "bookworm", str(rootfs)], timeout=900)  # fmt: skip
+            if minor in host_pythons():
+                rootfs = pyenv_python_rootfs(minor, Path(scratch))
+            else:
+                rootfs = debian_python_rootfs(minor, Path(scratch))
             self.build_podman(
                 "import",
                 "--change", "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -302,6 +311,39 @@ class Engine:
         return int(out.stdout.strip())
 
 
+def minbase_tar(suite: str, rootfs: Path, packages: str, *hooks: str) -> Path:
+    """A Debian minbase root of `suite` as a tarball, with `packages`, docs and manuals left out
+    as the official images leave them out."""
+    # The mirror here is a snapshot: sid's Release file has expired, and a stable one may.
+    run(["mmdebstrap", "--variant=minbase", f"--include={packages}",
+         '--aptopt=Acquire::Check-Valid-Until "false"',
+         "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
+         *(f"--customize-hook={hook}" for hook in hooks),
+         "--format=tar", suite, str(rootfs)], timeout=900)  # fmt: skip
+    return rootfs
+
+
+def pyenv_python_rootfs(minor: str, scratch: Path) -> Path:
+    """Trixie minbase, the libraries CPython needs, and pyenv's CPython `minor` in /usr/local."""
+    prefix = Path(run(["pyenv", "prefix", minor]).stdout.strip().splitlines()[0])
+    cpython = scratch / "cpython"
+    shutil.copytree(prefix, cpython, symlinks=True, ignore=official_python_only(prefix))
+    return minbase_tar(
+        PYTHON_DEBIAN, scratch / "rootfs.tar", PYTHON_RUNTIME,
+        f'cp -a {cpython}/. "$1/usr/local/"', 'chroot "$1" ldconfig', LIBRARIES_FOUND,
+    )  # fmt: skip
+
+
+def debian_python_rootfs(minor: str, scratch: Path) -> Path:
+    """Minbase of the suite that has `minor` (python_root.py) with Debian's python`minor`, named
+    in /usr/local/bin as the official image names its own: python, python3, python3.X."""
+    links = [
+        f'ln -s /usr/bin/python{minor} "$1/usr/local/bin/{name}"'
+        for name in ("python", "python3", f"python{minor}")
+    ]
+    return minbase_tar(PYTHON_SUITE, scratch / "rootfs.tar", DEBIAN_PYTHON.format(minor), *links)
+
+
 def official_python_only(prefix: Path):
     """A copytree filter keeping of a pyenv CPython what the official image holds."""
 
@@ -325,8 +367,8 @@ def base_images(dockerfile: str) -> set[str]:
 
 
 def canonical(reference: str) -> str:
-    """The full name of an image reference, without a digest pin: python:3.12-slim-bookworm is
-    docker.io/library/python:3.12-slim-bookworm, as a Docker engine reads it."""
+    """The full name of an image reference, without a digest pin: python:3.12-slim-trixie is
+    docker.io/library/python:3.12-slim-trixie, as a Docker engine reads it."""
     reference = DIGEST.sub("", reference)
     first = reference.split("/", 1)[0]
     if "/" not in reference:

@@ -33,6 +33,7 @@ from containers import Engine, engine
 from matrix import code_questions, combination_id, combinations
 from probes import with_slow_route
 from processes import SECRET_KEY
+from python_root import in_project
 from readme import block_with, commands, shell_blocks
 from sandbox import Sandbox
 from worker_faults import RESULTS
@@ -330,8 +331,10 @@ def test_readme_compose_line_starts_the_backing_services_the_host_service_reache
         print(f"{stack.name}: {services} healthy {took:.1f} s after `up`")
 
         def run(script: str) -> str:
-            result = sandbox.run(["bash", "-e", "-c", script], cwd=image_project,
-                                 env=compose_engine.engine.env, timeout=600)  # fmt: skip
+            # On the project's Python: in the root where only the root has it (python_root.py).
+            command = in_project(["bash", "-e", "-c", script], image_project)
+            result = sandbox.run(command, cwd=image_project, env=compose_engine.engine.env,
+                                 timeout=600)  # fmt: skip
             assert result.returncode == 0, (
                 f"{script}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n"
                 f"{result.stderr[-4000:]}"
