@@ -226,7 +226,7 @@ def test_refused_names_cover_every_locked_distribution_and_module(project: Path)
         locked - set(rules.LOCKED_DISTRIBUTIONS)
     )
     listed = assert_succeeds(
-        [str(project / ".venv" / "bin" / "python"), "-c", TOP_LEVEL_MODULES], project
+        ["uv", "run", "--no-sync", "python", "-c", TOP_LEVEL_MODULES], project
     ).stdout
     own_package = pyproject["tool"]["uv"]["build-backend"]["module-name"]
     modules = {m for m in json.loads(listed) if re.fullmatch(r"[a-z][a-z0-9_]*", m)}

@@ -197,6 +197,17 @@ def test_a_project_on_python_3_11_moves_to_3_12_is_told_and_keeps_the_users_edit
     said = updated.stdout + updated.stderr
     assert "moved from Python 3.11 to 3.12 (3.11 is no longer offered)" in said, said
     assert "--data python_version=" in said, said
+    # The user's notes sit next to the README's line naming the Python, which the move changes:
+    # a conflict, shown inline with both sides kept; resolved by keeping both but the old line.
+    assert conflict_markers(project) == ["README.md"]
+    readme = (project / "README.md").read_text()
+    assert OUR_NOTES.strip() in readme and "service on Python 3.12" in readme, readme
+    resolved = [
+        line
+        for line in readme.splitlines(keepends=True)
+        if not line.startswith(MARKERS) and "service on Python 3.11" not in line
+    ]
+    (project / "README.md").write_text("".join(resolved))
     assert conflict_markers(project) == []
     assert (project / ".python-version").read_text() == "3.12\n"
     assert 'requires-python = ">=3.12"' in (project / "pyproject.toml").read_text()
