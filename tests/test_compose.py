@@ -233,7 +233,8 @@ def test_up_runs_release_before_web_serves_readyz_and_runs_a_posted_job(
 
 def slow_route_override(project: Path, framework: str, folder: Path, worker: bool) -> Path:
     """A compose file that adds a test-only /slow route to web (mounted, never in the image),
-    to have a request in flight when `down` comes, and gives the worker a short grace period."""
+    to have a request in flight when `down` comes, and gives the worker a short grace period
+    and a short redelivery time (above the job's time limit, as the settings require)."""
     slow = with_slow_route(project, framework, seconds=2)
     override = folder / "slow-route.yaml"
     override.write_text(
@@ -247,6 +248,8 @@ def slow_route_override(project: Path, framework: str, folder: Path, worker: boo
         """)
         + (
             f'  worker:\n    environment:\n      SHUTDOWN_GRACE_SECONDS: "{GRACE_SECONDS}"\n'
+            f'      JOB_TIME_LIMIT_SECONDS: "{GRACE_SECONDS + 10}"\n'
+            f'      JOB_REDELIVERY_SECONDS: "{GRACE_SECONDS + 15}"\n'
             if worker
             else ""
         )
@@ -259,7 +262,9 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
     answers: dict[str, str], image_project: Path, compose_engine: ComposeEngine, tmp_path: Path
 ) -> None:
     """A job longer than the grace period, running at `down`, goes back on the queue; Redis
-    keeps it on its volume, and the next `up` runs it."""
+    keeps it on its volume, and the next `up` runs it. Back on the queue at once when Celery's
+    shutdown requeues it; else, when that shutdown hangs and the worker's exit bound cuts it
+    short (under load, 1 `down` in about 30), once its redelivery time is over."""
     sandbox = compose_engine.sandbox
     worker = answers["worker"] != "none"
     override = slow_route_override(image_project, answers["web_framework"], tmp_path, worker)
