@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from matrix import TEMPLATE_ROOT, choice_questions, code_questions, combination_id, combinations
-from python_root import in_project
+from python_root import in_project, pyenv_versions
 from servers import Postgres, RedisServer, start_postgres
 
 # Identity answers other than the defaults, so a name hard-coded in the template shows up.
@@ -32,13 +32,8 @@ GIT_IDENTITY = {
 
 def pythons_from_pyenv() -> str | None:
     """PYENV_VERSION naming the newest patch of each installed CPython 3, so uv finds them all."""
-    if shutil.which("pyenv") is None:
-        return None
-    listed = subprocess.run(
-        ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=True
-    ).stdout.split()
     newest: dict[str, tuple[int, ...]] = {}
-    for version in listed:
+    for version in pyenv_versions():
         parts = version.split(".")
         if len(parts) == 3 and parts[0] == "3" and all(p.isdigit() for p in parts):
             minor = ".".join(parts[:2])

@@ -53,14 +53,20 @@ exec chroot "$root" /usr/bin/env --chdir="$dir" "$@"
 """
 
 
-def host_pythons() -> set[str]:
-    """The minor versions of CPython 3 that pyenv has here."""
+@functools.cache
+def pyenv_versions() -> tuple[str, ...]:
+    """The versions pyenv has here (3.11.7, say), none without pyenv."""
     if shutil.which("pyenv") is None:
-        return set()
+        return ()
     listed = subprocess.run(
         ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=True
     ).stdout.split()
-    return {".".join(v.split(".")[:2]) for v in listed if v.startswith("3.")}
+    return tuple(listed)
+
+
+def host_pythons() -> set[str]:
+    """The minor versions of CPython 3 that pyenv has here."""
+    return {".".join(v.split(".")[:2]) for v in pyenv_versions() if v.startswith("3.")}
 
 
 @functools.cache
@@ -109,9 +115,13 @@ def uv_binary() -> Path:
     return found
 
 
+def root_packages() -> list[str]:
+    """The interpreters only the root has, with their venv modules, and the tools."""
+    return [p for v in root_pythons() for p in (f"python{v}", f"python{v}-venv")] + list(TOOLS)
+
+
 def recipe() -> str:
-    packages = [p for v in root_pythons() for p in (f"python{v}", f"python{v}-venv")]
-    text = f"{RECIPE} {SUITE} {' '.join(packages + list(TOOLS))}"
+    text = f"{RECIPE} {SUITE} {' '.join(root_packages())}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -147,12 +157,11 @@ def ensure_root() -> Path:
             return ROOT
         partial = CACHE / f"{SUITE}.partial"
         remove(partial)
-        packages = [p for v in root_pythons() for p in (f"python{v}", f"python{v}-venv")]
         # The mirror here is a snapshot whose unstable Release file has expired.
         made = subprocess.run(
             ["mmdebstrap", "--variant=minbase", "--mode=root",
              "--aptopt=Acquire::Check-Valid-Until \"false\"",
-             f"--include={','.join(packages + list(TOOLS))}", SUITE, str(partial), MIRROR],
+             f"--include={','.join(root_packages())}", SUITE, str(partial), MIRROR],
             capture_output=True, text=True, timeout=900,
         )  # fmt: skip
         if made.returncode != 0:
