@@ -10,6 +10,10 @@ service` serves. What stands in for the rest of a Docker engine:
   also gets a mount namespace with a /run/containers/networks of its own: rootful podman keeps
   the state of aardvark-dns (compose's service names) there, one per machine, and one
   aardvark-dns cannot answer in two network namespaces. Everything else goes through the API;
+- netavark 1.4 (Debian 12) signals an aardvark-dns that is exiting, its last container gone,
+  instead of starting a new one (netavark#956 fixed the race later): a container started in that
+  window has no service names, and an `up` right after a `down` hit it under load. Each `up`
+  waits out an exiting aardvark-dns first;
 - podman runs each health check from a systemd timer, and this machine has no systemd: a
   HealthClock thread runs `podman healthcheck run` for each running container of a project at
   the container's own interval, as the timer would. The checks are compose.yaml's and the
@@ -78,6 +82,16 @@ class ComposeEngine:
                 raise RuntimeError(f"podman system service did not start:\n{self.log.read_text()}")
             time.sleep(0.1)
 
+    def dns_settled(self, bound: float = 15) -> None:
+        """With no container running, wait until this engine's aardvark-dns, which then exits,
+        is gone, so that the next container starts a new one (see the module's text)."""
+        network = os.stat(f"/proc/{self.service.pid}/ns/net").st_ino
+        if self.podman("ps", "--quiet").stdout.strip():
+            return
+        deadline = time.monotonic() + bound
+        while _aardvark_in(network) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def podman(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """podman, through the API: containers, networks and volumes as the service sees them."""
         return self.engine.podman("--remote", "--url", f"unix://{self.socket}", *args,
@@ -94,6 +108,18 @@ class ComposeEngine:
 
 def _on_path(tool: str) -> bool:
     return any((Path(d) / tool).exists() for d in os.environ["PATH"].split(os.pathsep) if d)
+
+
+def _aardvark_in(network: int) -> bool:
+    """Whether an aardvark-dns runs in the network namespace whose inode is `network`."""
+    for process in Path("/proc").iterdir():
+        try:
+            named = (process / "comm").read_text().strip() == "aardvark-dns"
+            if named and os.stat(process / "ns" / "net").st_ino == network:
+                return True
+        except OSError:  # gone meanwhile, or not a process
+            continue
+    return False
 
 
 def _answers(path: Path) -> bool:
@@ -161,6 +187,8 @@ class ComposeProject:
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """`docker compose ARGS` in the project, as a user types it."""
+        if args[:1] == ("up",):
+            self.compose.dns_settled()
         return subprocess.run(
             ["docker", "compose", *args], cwd=self.directory, env=self.env, capture_output=True,
             text=True, timeout=timeout,
