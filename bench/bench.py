@@ -60,13 +60,20 @@ def in_turn(run: int, variants: list) -> list:
 
 
 def bench_copier(out: Samples, run: int, template: Path, work: Path, update_project: Path) -> None:
-    # The template has no tasks: a copy and an update are Copier's work alone.
+    # The template has no tasks: a copy and an update are Copier's work alone, and Copier's
+    # start (`copier --version`: its imports) is the floor under both.
     destination = work / f"copy-{run}"
-    seconds = rendering.timed(rendering.copy_command(template, destination))
-    out.add("copier copy --defaults", "s", seconds)
+    start = rendering.timed([*rendering.COPIER, "--version"])
+    copy = rendering.timed(rendering.copy_command(template, destination))
     shutil.rmtree(destination)
-    seconds = rendering.timed_update(update_project)
-    out.add("copier update --defaults, no change", "s", seconds)
+    update = rendering.timed_update(update_project)
+    out.add("copier --version (Copier's start alone)", "s", start)
+    out.add("copier copy --defaults", "s", copy)
+    out.add("copier update --defaults, no change", "s", update)
+    out.add("copier copy --defaults: the template's share (copy - copier --version)", "s",
+            copy - start)  # fmt: skip
+    out.add("copier copy --defaults / copier --version", "x", copy / start)
+    out.add("copier update, no change / copier copy", "x", update / copy)
 
 
 def bench_harness(out: Samples, run: int, template: Path, work: Path) -> None:

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 COPIER = [sys.executable, "-m", "copier"]
 
@@ -47,12 +49,26 @@ def snapshot_template(repo: Path) -> Path:
     return repo
 
 
+def host_python() -> str:
+    """The newest Python the template offers that uv finds on this machine. The tests run 3.14
+    and 3.15 in a Debian sid root (tests/python_root.py); the bench runs on the host."""
+    question = yaml.safe_load((ROOT / "copier.yml").read_text())["python_version"]
+    offered = [v for v in question["choices"].values() if isinstance(v, str)]
+    for version in sorted(offered, key=lambda v: tuple(map(int, v.split("."))), reverse=True):
+        if subprocess.run(["uv", "python", "find", version], capture_output=True).returncode == 0:
+            return version
+    raise RuntimeError(f"uv finds none of the offered Pythons {offered} on this machine")
+
+
 def copy_command(template: Path, destination: Path, *extra: str) -> list[str]:
+    """`copier copy --defaults`, on the host's newest offered Python."""
     return [
         *COPIER,
         "copy",
         "--defaults",
         "--quiet",
+        "--data",
+        f"python_version={os.environ['BENCH_PYTHON']}",
         *extra,
         str(template),
         str(destination),
@@ -113,3 +129,4 @@ def prepare_environment() -> None:
         versions = [v for v in listed if v.startswith("3.") and v.replace(".", "").isdigit()]
         if versions:
             os.environ["PYENV_VERSION"] = ":".join(versions)
+    os.environ.setdefault("BENCH_PYTHON", host_python())

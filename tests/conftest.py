@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if all(c[q] == a for q, a in wanted.items()) and where(c)
         ]
         assert selected, f"no combination has the answers {wanted}"
+        if name == "combination" and metafunc.definition.get_closest_marker("spread_pythons"):
+            selected = spread_over_pythons(selected, metafunc.definition.name)
         metafunc.parametrize(
             name,
             [
@@ -94,6 +97,41 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 for c in selected
             ],
         )
+
+
+def spread_over_pythons(selected: list[dict[str, str]], test: str) -> list[dict[str, str]]:
+    """Each code combination once, on one Python: the Pythons used evenly, and each meeting as
+    many answers of the other questions as it can (over framework, database and worker, each
+    Python gets two combinations that differ in all three). Where that leaves a choice, the
+    test's name picks it, so that different tests pair the Pythons differently.
+
+    For the fault and README tests, whose subject is the service's behaviour rather than its
+    install: every code combination still installs, lints, runs its own tests and the
+    twelve-factor probes on every Python (unmarked tests), and every Python meets every one of
+    these tests.
+    """
+    pythons = choice_questions()["python_version"]
+    turn = zlib.crc32(test.encode()) % len(pythons)
+    order = pythons[turn:] + pythons[:turn]
+    by_code: dict[tuple, list[dict[str, str]]] = {}
+    for c in selected:
+        others = tuple((q, a) for q, a in c.items() if q != "python_version")
+        by_code.setdefault(others, []).append(c)
+    used: dict[str, int] = dict.fromkeys(order, 0)
+    met: set[tuple[str, str, str]] = set()  # (Python, question, answer) pairs run so far
+    kept = []
+    for answers, options in by_code.items():
+
+        def cost(c: dict[str, str], answers: tuple = answers) -> tuple[int, int, int]:
+            python = c["python_version"]
+            unmet = sum((python, q, a) not in met for q, a in answers)
+            return used[python], -unmet, order.index(python)
+
+        chosen = min(options, key=cost)
+        used[chosen["python_version"]] += 1
+        met.update((chosen["python_version"], q, a) for q, a in answers)
+        kept.append(chosen)
+    return kept
 
 
 def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:

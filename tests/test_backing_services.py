@@ -6,6 +6,10 @@ import pytest
 from processes import app_env, running_web
 from servers import start_postgres
 
+# The service's behaviour: each code combination once, the Pythons spread over them
+# (conftest.spread_over_pythons); install, lint, own tests and probes run on every Python.
+pytestmark = pytest.mark.spread_pythons
+
 
 @pytest.mark.combinations(database="postgresql")
 def test_readyz_turns_503_while_healthz_stays_200_when_postgres_stops(

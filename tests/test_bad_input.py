@@ -16,6 +16,10 @@ import pytest
 from probes import package_of
 from processes import Running, app_env, run_process, running_web
 
+# The service's behaviour: each code combination once, the Pythons spread over them
+# (conftest.spread_over_pythons); install, lint, own tests and probes run on every Python.
+pytestmark = pytest.mark.spread_pythons
+
 JSON = {"Content-Type": "application/json"}
 # A body of each endpoint that is valid, and the name of its text field.
 VALID = {"/notes": {"text": "a note"}, "/jobs/example": {"message": "hello", "seconds": 0}}

@@ -462,6 +462,7 @@ def kubernetes_render(combination: dict[str, str], render) -> Path:
     return render({**combination, "deploy": "kubernetes"})
 
 
+@pytest.mark.spread_pythons
 def test_the_manifests_settings_start_the_service_and_its_probes_answer(
     combination, project: Path, render, service_env
 ) -> None:
