@@ -476,6 +476,7 @@ def test_the_manifests_settings_start_the_service_and_its_probes_answer(
             assert status == 200, probe
 
 
+@pytest.mark.spread_pythons
 def test_the_example_secrets_placeholders_are_refused_at_startup(
     combination, project: Path, render
 ) -> None:
