@@ -59,19 +59,26 @@ def in_turn(run: int, variants: list) -> list:
     return variants if run % 2 == 0 else variants[::-1]
 
 
-def bench_copier(out: Samples, run: int, template: Path, work: Path, update_project: Path) -> None:
+def bench_copier(
+    out: Samples, run: int, template: Path, work: Path, update_project: Path, minimal: Path
+) -> None:
     # The template has no tasks: a copy and an update are Copier's work alone, and Copier's
     # start (`copier --version`: its imports) is the floor under both.
     destination = work / f"copy-{run}"
     start = rendering.timed([*rendering.COPIER, "--version"])
+    floor = rendering.timed(rendering.copy_command(minimal, work / f"minimal-{run}"))
     copy = rendering.timed(rendering.copy_command(template, destination))
     shutil.rmtree(destination)
     update = rendering.timed_update(update_project)
     out.add("copier --version (Copier's start alone)", "s", start)
+    out.add("copier copy --defaults of a one-question, one-file template (Copier's floor)", "s",
+            floor)  # fmt: skip
     out.add("copier copy --defaults", "s", copy)
     out.add("copier update --defaults, no change", "s", update)
     out.add("copier copy --defaults: the template's share (copy - copier --version)", "s",
             copy - start)  # fmt: skip
+    out.add("copier copy --defaults: the template's share over Copier's floor", "s",
+            copy - floor)  # fmt: skip
     out.add("copier copy --defaults / copier --version", "x", copy / start)
     out.add("copier update, no change / copier copy", "x", update / copy)
 
@@ -177,7 +184,7 @@ def set_up_services(template: Path, work: Path) -> list[Service]:
         project = work / framework
         data = f"web_framework={framework}"
         rendering.run(rendering.copy_command(template, project, "--data", data))
-        rendering.run(["uv", "sync", "--locked", "--quiet"], project)
+        rendering.run(["uv", "sync", "--quiet"], project)  # makes the lock, as the README says
         service = Service(framework, project, write_bare_app(framework, work / f"bare-{framework}"))
         for variant in VARIANTS[:2]:
             serving.cold_start(service.launch(variant))  # warm-up: bytecode, page cache
@@ -231,12 +238,13 @@ def main() -> None:
         template = rendering.snapshot_template(work / "template")
         if "copier" in args.only:
             update_project = rendering.committed_project(template, work / "update")
+            minimal = rendering.minimal_template(work / "minimal-template")
         needs_servers = {"start", "throughput", "shutdown"} & set(args.only)
         services = set_up_services(template, work) if needs_servers else []
         for run in range(args.runs):
             print(f"run {run + 1} of {args.runs}", flush=True)
             if "copier" in args.only:
-                bench_copier(out, run, template, work, update_project)
+                bench_copier(out, run, template, work, update_project, minimal)
             if "harness" in args.only:
                 bench_harness(out, run, template, work)
             if "start" in args.only:

@@ -60,6 +60,29 @@ def host_python() -> str:
     raise RuntimeError(f"uv finds none of the offered Pythons {offered} on this machine")
 
 
+def python_answer(template: Path) -> list[str]:
+    """The host's Python as the answer, for a template that asks for one."""
+    if "python_version:" not in (template / "copier.yml").read_text():
+        return []
+    return ["--data", f"python_version={os.environ['BENCH_PYTHON']}"]
+
+
+def minimal_template(repo: Path) -> Path:
+    """A template of one question and one templated file, committed: what any copy costs in
+    Copier itself (its start, the clone, the answers file), whatever the template."""
+    (repo / "template").mkdir(parents=True)
+    (repo / "copier.yml").write_text(
+        "_subdirectory: template\n_templates_suffix: .jinja\n"
+        "project_name:\n  type: str\n  default: Example\n"
+    )
+    (repo / "template" / "README.md.jinja").write_text("# {{ project_name }}\n")
+    answers = "{{ _copier_conf.answers_file }}.jinja"
+    (repo / "template" / answers).write_text("{{ _copier_answers|to_nice_yaml }}")
+    run(["git", "init", "--quiet"], repo)
+    commit_all(repo, "minimal template")
+    return repo
+
+
 def copy_command(template: Path, destination: Path, *extra: str) -> list[str]:
     """`copier copy --defaults`, on the host's newest offered Python."""
     return [
@@ -67,8 +90,7 @@ def copy_command(template: Path, destination: Path, *extra: str) -> list[str]:
         "copy",
         "--defaults",
         "--quiet",
-        "--data",
-        f"python_version={os.environ['BENCH_PYTHON']}",
+        *python_answer(template),
         *extra,
         str(template),
         str(destination),
