@@ -85,8 +85,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if all(c[q] == a for q, a in wanted.items()) and where(c)
         ]
         assert selected, f"no combination has the answers {wanted}"
-        if name == "combination" and metafunc.definition.get_closest_marker("spread_pythons"):
-            selected = spread_over_pythons(selected, metafunc.definition.name)
+        spread = metafunc.definition.get_closest_marker("spread_pythons")
+        if name == "combination" and spread:
+            # Spread over the combinations with the marker's answers, whatever `where` drops, so
+            # that tests sharing a salt (one image per combination) share the Pythons chosen.
+            pythons = {c["python_version"] for c in selected}
+            universe = [
+                c
+                for c in combinations(varying)
+                if all(c[q] == a for q, a in wanted.items()) and c["python_version"] in pythons
+            ]
+            salt = spread.args[0] if spread.args else metafunc.definition.name
+            chosen = spread_over_pythons(universe, salt)
+            selected = [c for c in selected if c in chosen]
         metafunc.parametrize(
             name,
             [
@@ -99,11 +110,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
-def spread_over_pythons(selected: list[dict[str, str]], test: str) -> list[dict[str, str]]:
+def spread_over_pythons(selected: list[dict[str, str]], salt: str) -> list[dict[str, str]]:
     """Each code combination once, on one Python: the Pythons used evenly, and each meeting as
     many answers of the other questions as it can (over framework, database and worker, each
     Python gets two combinations that differ in all three). Where that leaves a choice, the
-    test's name picks it, so that different tests pair the Pythons differently.
+    salt (the test's name, or the marker's argument) picks it, so that different tests pair the
+    Pythons differently.
 
     For the fault and README tests, whose subject is the service's behaviour rather than its
     install: every code combination still installs, lints, runs its own tests and the
@@ -111,7 +123,7 @@ def spread_over_pythons(selected: list[dict[str, str]], test: str) -> list[dict[
     these tests.
     """
     pythons = choice_questions()["python_version"]
-    turn = zlib.crc32(test.encode()) % len(pythons)
+    turn = zlib.crc32(salt.encode()) % len(pythons)
     order = pythons[turn:] + pythons[:turn]
     by_code: dict[tuple, list[dict[str, str]]] = {}
     for c in selected:

@@ -1,5 +1,10 @@
 """Every code combination's image, built from the rendered Dockerfile unmodified, and run.
 
+Each code combination on one Python, the Pythons spread over them (conftest.spread_over_pythons,
+one salt for the module, so its tests share the builds): every Python's image is built twice,
+for combinations that differ in framework, database and worker. What else a Python changes
+in an image, its install on that Python, the other tests check on every Python.
+
 One build per combination (cached by project), reused by every check of that combination. The
 containers run on the host's podman as the Kubernetes manifests run them: read-only, writable
 only where the manifests mount an emptyDir, on the host network to reach the real PostgreSQL
@@ -39,6 +44,8 @@ GRACE_SECONDS = 10  # SHUTDOWN_GRACE_SECONDS given to the containers; podman sto
 SIZE_BUDGET = 1.3  # the image against its base image plus its virtual environment
 # Put in the build context as a user's checkout has them; none may reach the image.
 LEAK_CANARIES = {".env": "SECRET_KEY=canary-from-the-build-context\n", ".venv/CANARY": "x"}
+
+pytestmark = pytest.mark.spread_pythons("images")
 
 
 def writable_paths(process: str) -> list[str]:
