@@ -9,6 +9,7 @@ example `kubectl create secret` command runs.
 """
 
 import base64
+import copy
 import os
 import re
 import shlex
@@ -49,14 +50,25 @@ def rendered(every_combination: dict[str, str], render) -> Path:
     return render(every_combination)
 
 
+_built: dict[Path, list[dict]] = {}
+
+
+def built_once(kustomization: Path) -> list[dict]:
+    """`kustomize build` of a session's rendered project, once: those projects are shared and
+    never edited (a test that edits works on a copy). Each test gets its own copy of the result."""
+    if kustomization not in _built:
+        _built[kustomization] = kustomize_build(kustomization)
+    return copy.deepcopy(_built[kustomization])
+
+
 @pytest.fixture
 def base(rendered: Path) -> list[dict]:
-    return kustomize_build(rendered / KUBERNETES / "base")
+    return built_once(rendered / KUBERNETES / "base")
 
 
 @pytest.fixture
 def overlay(rendered: Path) -> list[dict]:
-    return kustomize_build(rendered / OVERLAY)
+    return built_once(rendered / OVERLAY)
 
 
 def config_map(resources: list[dict]) -> dict[str, str]:
@@ -195,7 +207,7 @@ def test_every_name_and_label_fits_a_cluster_at_the_longest_slug(
 ) -> None:
     answers = {"project_slug": LONGEST_SLUG, "database": database, "worker": worker}
     rendered = render({**answers, "deploy": "kubernetes"})
-    built = kustomize_build(rendered / OVERLAY)
+    built = built_once(rendered / OVERLAY)
     assert {r["metadata"]["namespace"] for r in built} == {LONGEST_SLUG}
     problems = [problem for resource in built for problem in resource_problems(resource)]
     assert problems == []
@@ -219,17 +231,17 @@ def test_the_name_rules_refuse_what_a_cluster_refuses() -> None:
 def test_a_changed_setting_renames_the_config_map_every_workload_reads(
     rendered: Path, tmp_path: Path
 ) -> None:
-    copy = tmp_path / "kubernetes"
-    shutil.copytree(rendered / KUBERNETES, copy)
-    builds = [kustomize_build(copy / "overlays/example")]
+    tree = tmp_path / "kubernetes"
+    shutil.copytree(rendered / KUBERNETES, tree)
+    builds = [kustomize_build(tree / "overlays/example")]
     for path, old, new in (
         ("base/settings.env", "LOG_FORMAT=json", "LOG_FORMAT=console"),
         ("overlays/example/kustomization.yaml", "LOG_LEVEL=WARNING", "LOG_LEVEL=ERROR"),
     ):
-        text = (copy / path).read_text()
+        text = (tree / path).read_text()
         assert text.count(old) == 1, f"{old} not in {path}"
-        (copy / path).write_text(text.replace(old, new))
-        builds.append(kustomize_build(copy / "overlays/example"))
+        (tree / path).write_text(text.replace(old, new))
+        builds.append(kustomize_build(tree / "overlays/example"))
     names = [config_map_name(build) for build in builds]
     assert len(set(names)) == len(names), "a changed setting kept the ConfigMap's name"
     for build, name in zip(builds, names, strict=True):
@@ -466,7 +478,7 @@ def kubernetes_render(combination: dict[str, str], render) -> Path:
 def test_the_manifests_settings_start_the_service_and_its_probes_answer(
     combination, project: Path, render, service_env
 ) -> None:
-    base = kustomize_build(kubernetes_render(combination, render) / KUBERNETES / "base")
+    base = built_once(kubernetes_render(combination, render) / KUBERNETES / "base")
     (container,) = pod_spec(by_component(base, "Deployment")["web"])["containers"]
     # The ConfigMap's settings, real secrets; PORT is the harness's free port, as the Procfile
     # binding on $PORT is shown elsewhere.
@@ -481,7 +493,7 @@ def test_the_example_secrets_placeholders_are_refused_at_startup(
     combination, project: Path, render
 ) -> None:
     rendered = kubernetes_render(combination, render)
-    base = kustomize_build(rendered / KUBERNETES / "base")
+    base = built_once(rendered / KUBERNETES / "base")
     placeholders = example_secret(rendered)
     if not placeholders:  # nothing secret to give: the ConfigMap alone starts the service
         with running_web(project, config_map(base)) as web:

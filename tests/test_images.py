@@ -121,8 +121,10 @@ class Container:
         return self.engine.podman(*args, timeout=timeout)
 
     def pid1_uid(self) -> int:
-        status = self.podman("exec", self.name, "cat", "/proc/1/status").stdout
-        return int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
+        status = self.podman("exec", self.name, "cat", "/proc/1/status")
+        found = re.search(r"^Uid:\s+(\d+)", status.stdout, re.M)
+        assert found, f"`podman exec` exited {status.returncode}: {status.stderr[-2000:]}"
+        return int(found.group(1))
 
     def healthcheck(self) -> subprocess.CompletedProcess:
         return self.podman("healthcheck", "run", self.name)
