@@ -79,24 +79,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if name == "every_combination":  # the Python too where the marker names one
             varying = [q for q in choice_questions() if q != "python_version" or q in wanted]
         where = wanted.pop("where", lambda _: True)
-        selected = [
-            c
-            for c in combinations(varying)
-            if all(c[q] == a for q, a in wanted.items()) and where(c)
-        ]
+        answered = [c for c in combinations(varying) if all(c[q] == a for q, a in wanted.items())]
+        selected = [c for c in answered if where(c)]
         assert selected, f"no combination has the answers {wanted}"
         spread = metafunc.definition.get_closest_marker("spread_pythons")
         if name == "combination" and spread:
             # Spread over the combinations with the marker's answers, whatever `where` drops, so
             # that tests sharing a salt (one image per combination) share the Pythons chosen.
             pythons = {c["python_version"] for c in selected}
-            universe = [
-                c
-                for c in combinations(varying)
-                if all(c[q] == a for q, a in wanted.items()) and c["python_version"] in pythons
-            ]
             salt = spread.args[0] if spread.args else metafunc.definition.name
-            chosen = spread_over_pythons(universe, salt)
+            chosen = spread_over_pythons(
+                [c for c in answered if c["python_version"] in pythons], salt
+            )
             selected = [c for c in selected if c in chosen]
         metafunc.parametrize(
             name,

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from conftest import assert_succeeds, copier_copy, rendered_files
-from matrix import defaults
+from matrix import TEMPLATE_ROOT, defaults
 from python_root import in_project
 
 
@@ -56,3 +56,14 @@ def test_copy_without_uv_on_path_still_leaves_the_whole_project(
     files = rendered_files(destination)
     for expected in ("pyproject.toml", "Procfile", "README.md", ".copier-answers.yml"):
         assert expected in files, sorted(files)
+
+
+def test_only_files_with_jinja_in_them_are_compiled() -> None:
+    """Copier compiles each `.jinja` file on every copy and update; one with no Jinja in it is
+    copied as it is without the suffix (its name may still be a condition)."""
+    plain = [
+        str(path.relative_to(TEMPLATE_ROOT))
+        for path in (TEMPLATE_ROOT / "template").rglob("*.jinja")
+        if not any(mark in path.read_text() for mark in ("{{", "{%", "{#"))
+    ]
+    assert plain == [], f"no Jinja in these: drop their .jinja suffix: {plain}"
