@@ -60,13 +60,6 @@ def host_python() -> str:
     raise RuntimeError(f"uv finds none of the offered Pythons {offered} on this machine")
 
 
-def python_answer(template: Path) -> list[str]:
-    """The host's Python as the answer, for a template that asks for one."""
-    if "python_version:" not in (template / "copier.yml").read_text():
-        return []
-    return ["--data", f"python_version={os.environ['BENCH_PYTHON']}"]
-
-
 def minimal_template(repo: Path) -> Path:
     """A template of one question and one templated file, committed: what any copy costs in
     Copier itself (its start, the clone, the answers file), whatever the template."""
@@ -83,14 +76,17 @@ def minimal_template(repo: Path) -> Path:
     return repo
 
 
-def copy_command(template: Path, destination: Path, *extra: str) -> list[str]:
-    """`copier copy --defaults`, on the host's newest offered Python."""
+def copy_command(
+    template: Path, destination: Path, *extra: str, asks_python: bool = True
+) -> list[str]:
+    """`copier copy --defaults`; the Python answered with BENCH_PYTHON where one is asked."""
+    python = ["--data", f"python_version={os.environ['BENCH_PYTHON']}"] if asks_python else []
     return [
         *COPIER,
         "copy",
         "--defaults",
         "--quiet",
-        *python_answer(template),
+        *python,
         *extra,
         str(template),
         str(destination),
