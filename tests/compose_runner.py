@@ -85,9 +85,10 @@ class ComposeEngine:
     def dns_settled(self, bound: float = 15) -> None:
         """With no container running, wait until this engine's aardvark-dns, which then exits,
         is gone, so that the next container starts a new one (see the module's text)."""
-        network = os.stat(f"/proc/{self.service.pid}/ns/net").st_ino
         if self.podman("ps", "--quiet").stdout.strip():
-            return
+            return  # the running containers keep it, and their names, alive
+        network = os.stat(f"/proc/{self.service.pid}/ns/net").st_ino
+        # Past the bound it is not exiting (it serves names still held): the `up` goes ahead.
         deadline = time.monotonic() + bound
         while _aardvark_in(network) and time.monotonic() < deadline:
             time.sleep(0.1)
