@@ -170,6 +170,17 @@ def job_done(port: str, message: str) -> Callable[[], bool]:
     return done
 
 
+def queue_state(port: str) -> dict[str, int]:
+    """Each Redis key's length (list, hash or sorted set): where the queue's jobs are."""
+    lengths = {"list": "llen", "hash": "hlen", "zset": "zcard"}
+    with redis.Redis(port=int(port), decode_responses=True) as client:
+        return {
+            key: getattr(client, lengths[kind])(key)
+            for key in client.keys("*")
+            if (kind := client.type(key)) in lengths
+        }
+
+
 def instant(text: str) -> datetime.datetime:
     """A podman timestamp (nanoseconds, Z or an offset) as a datetime."""
     text = text.replace("Z", "+00:00")
@@ -302,10 +313,22 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
 
         if worker:
             stack.succeeds("up", "--detach", timeout=UP_BOUND)
-            done = job_done(variables["REDIS_HOST_PORT"], message)
-            # It takes longer than the grace period: done by now, it was never cut off.
-            assert not sandbox.call(done), "the job finished before `down`: the test is void"
-            wait_until(sandbox, done, "the cut-off job run after the next up", GRACE_SECONDS + 30)
+            with stack.logs_followed(tmp_path / "next-up.log") as log:
+                done = job_done(variables["REDIS_HOST_PORT"], message)
+                # It takes longer than the grace period: done by now, it was never cut off.
+                assert not sandbox.call(done), "the job finished before `down`: the test is void"
+                after_up = sandbox.call(queue_state, variables["REDIS_HOST_PORT"])
+                try:
+                    bound = GRACE_SECONDS + 30
+                    wait_until(sandbox, done, "the cut-off job run after the next up", bound)
+                except AssertionError as missed:
+                    # What a failure needs to be told apart: the job lost at `down` (in no
+                    # key after the next `up`), or kept and not handed out again in time.
+                    raise AssertionError(
+                        f"{missed}\nRedis after the next `up`: {after_up}\nnow: "
+                        f"{sandbox.call(queue_state, variables['REDIS_HOST_PORT'])}\n"
+                        f"{log.read_text()[-8000:]}"
+                    ) from None
 
 
 @pytest.mark.parametrize("answers", BACKED)

@@ -195,7 +195,8 @@ def web_arguments(project: Path, service_env: dict[str, str], port: int) -> list
 def test_web_container_serves_from_a_read_only_root_as_uid_10001_and_drains_on_stop(
     combination: dict[str, str], project: Path, image: Built, service_env: dict[str, str]
 ) -> None:
-    # The same web process started bare, just before: the yardstick for a busy machine.
+    # The same web process started bare, just before: the yardstick for a busy machine. Both
+    # times go to bench/results/images.json; a benchmark, not this test, judges them (issue 14).
     with running_web(project, app_env(project, service_env)) as bare:
         bare_start = bare.started_in
     port = free_port()
@@ -228,12 +229,6 @@ def test_web_container_serves_from_a_read_only_root_as_uid_10001_and_drains_on_s
         bare_process_healthy_seconds=round(bare_start, 2),
         stop_seconds=round(stop_seconds, 2),
         load_average=round(os.getloadavg()[0], 1),
-    )
-    # 2 s from `podman run`; where the machine is so busy (the whole suite on 2 cores) that the
-    # bare process alone takes over 1 s to start, at most twice the bare process's time.
-    budget = max(2.0, 2 * bare_start)
-    assert healthy_in <= budget, (
-        f"/healthz 200 only {healthy_in:.2f} s after `podman run` (bare: {bare_start:.2f} s)"
     )
     assert statuses == [200] * 4, f"in-flight requests at SIGTERM: {statuses}"
     assert exit_code == 0, f"exit code {exit_code} after SIGTERM"
