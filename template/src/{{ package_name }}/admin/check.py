@@ -1,17 +1,24 @@
 """`check`: validate the configuration and reach every backing service."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import click
 
-from ..health import readiness
-from ..services import connect
-from ..settings import Settings
 from .settings_loaded import with_settings
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
 @click.command()
 @with_settings
 def check(settings: Settings) -> None:
     """Validate the configuration and report each backing service."""
+    from ..health import readiness
+    from ..services import connect
+
     services = connect(settings)
     try:
         ready, report = readiness(services.probes())

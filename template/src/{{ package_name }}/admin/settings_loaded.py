@@ -3,9 +3,6 @@
 import functools
 from collections.abc import Callable
 
-from ..logging import configure_logging
-from ..settings import load_settings
-
 
 def with_settings(command: Callable[..., None]) -> Callable[..., None]:
     """Run the command with the settings (its first argument), logging as the web process does.
@@ -16,6 +13,9 @@ def with_settings(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def run(*args: object, **kwargs: object) -> None:
+        from ..logging import configure_logging
+        from ..settings import load_settings
+
         settings = load_settings()
         configure_logging(settings)
         command(settings, *args, **kwargs)
