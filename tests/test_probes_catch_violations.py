@@ -12,7 +12,7 @@ from pathlib import Path
 import probes
 import psycopg
 import pytest
-from conftest import IDENTITY, assert_succeeds, install_env
+from conftest import IDENTITY, assert_succeeds
 from processes import app_env
 
 PACKAGE = IDENTITY["package_name"]
@@ -144,7 +144,7 @@ def fresh(copie_session, template_repo: Path) -> Callable[[dict[str, str]], Path
         )
         if result.exception is not None:
             raise result.exception
-        assert_succeeds(["uv", "sync", "--quiet"], result.project_dir, env=install_env())
+        assert_succeeds(["uv", "sync", "--quiet"], result.project_dir)
         return result.project_dir
 
     return _fresh
