@@ -60,6 +60,7 @@ class ComposeEngine:
         self.engine = engine
         self.sandbox = sandbox
         self.socket = workdir / "podman.sock"
+        self.projects: set[str] = set()  # the compose projects run through this engine
         bin_dir = workdir / "bin"
         bin_dir.mkdir(parents=True, exist_ok=True)
         (bin_dir / "docker").write_text(DOCKER_SHIM)
@@ -83,9 +84,12 @@ class ComposeEngine:
             time.sleep(0.1)
 
     def dns_settled(self, bound: float = 15) -> None:
-        """With no container running, wait until this engine's aardvark-dns, which then exits,
-        is gone, so that the next container starts a new one (see the module's text)."""
-        if self.podman("ps", "--quiet").stdout.strip():
+        """With none of its projects' containers running, wait until this engine's aardvark-dns,
+        which then exits, is gone, so that the next container starts a new one (see the
+        module's text). The other test processes' containers share the host's podman, and
+        `podman ps` lists them, but not this aardvark-dns: they do not count."""
+        listed = json.loads(self.podman("ps", "--format", "json").stdout or "[]")
+        if any((c.get("Labels") or {}).get(PROJECT_LABEL) in self.projects for c in listed):
             return  # the running containers keep it, and their names, alive
         network = os.stat(f"/proc/{self.service.pid}/ns/net").st_ino
         # Past the bound it is not exiting (it serves names still held): the `up` goes ahead.
@@ -184,6 +188,7 @@ class ComposeProject:
         self.compose = compose
         self.directory = directory
         self.name = name
+        compose.projects.add(name)
         self.env = {**compose.env, "COMPOSE_PROJECT_NAME": name, **variables}
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
