@@ -1,6 +1,8 @@
 """Read a rendered project's artifacts: the Dockerfile's instructions, compose, the CI files."""
 
+import copy
 import functools
+import hashlib
 import json
 import re
 import subprocess
@@ -78,12 +80,40 @@ def kustomize_binary() -> str:
 
 
 def kustomize_build(directory: Path) -> list[dict]:
-    """The resources `kustomize build` makes of a kustomization, in order."""
-    built = subprocess.run(
-        [kustomize_binary(), "build", str(directory)], capture_output=True, text=True, timeout=60
-    )
-    assert built.returncode == 0, f"kustomize build {directory} failed:\n{built.stderr}"
-    return [resource for resource in yaml.safe_load_all(built.stdout) if resource]
+    """The resources `kustomize build` makes of a kustomization, in order.
+
+    Built once per content of the tree it reads: many combinations render the same manifests,
+    and a build (0.8 s of CPU here) gives the same output for the same files.
+    """
+    tree = kustomize_tree(directory)
+    key = (str(directory.relative_to(tree)), tree_digest(tree))
+    if key not in _kustomize_builds:
+        built = subprocess.run(
+            [kustomize_binary(), "build", str(directory)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert built.returncode == 0, f"kustomize build {directory} failed:\n{built.stderr}"
+        _kustomize_builds[key] = [r for r in yaml.safe_load_all(built.stdout) if r]
+    return copy.deepcopy(_kustomize_builds[key])
+
+
+_kustomize_builds: dict[tuple[str, str], list[dict]] = {}
+
+
+def kustomize_tree(directory: Path) -> Path:
+    """The tree a kustomization reads: the nearest folder holding `base/` (an overlay reads
+    its base through `../../base`)."""
+    for folder in (directory, *directory.parents):
+        if (folder / "base" / "kustomization.yaml").is_file():
+            return folder
+    raise AssertionError(f"no base/kustomization.yaml above {directory}")
+
+
+def tree_digest(tree: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(tree)}\0".encode() + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def pod_spec(resource: dict) -> dict:

@@ -9,7 +9,6 @@ example `kubectl create secret` command runs.
 """
 
 import base64
-import copy
 import os
 import re
 import shlex
@@ -50,25 +49,14 @@ def rendered(every_combination: dict[str, str], render) -> Path:
     return render(every_combination)
 
 
-_built: dict[Path, list[dict]] = {}
-
-
-def built_once(kustomization: Path) -> list[dict]:
-    """`kustomize build` of a session's rendered project, once: those projects are shared and
-    never edited (a test that edits works on a copy). Each test gets its own copy of the result."""
-    if kustomization not in _built:
-        _built[kustomization] = kustomize_build(kustomization)
-    return copy.deepcopy(_built[kustomization])
-
-
 @pytest.fixture
 def base(rendered: Path) -> list[dict]:
-    return built_once(rendered / KUBERNETES / "base")
+    return kustomize_build(rendered / KUBERNETES / "base")
 
 
 @pytest.fixture
 def overlay(rendered: Path) -> list[dict]:
-    return built_once(rendered / OVERLAY)
+    return kustomize_build(rendered / OVERLAY)
 
 
 def config_map(resources: list[dict]) -> dict[str, str]:
@@ -207,7 +195,7 @@ def test_every_name_and_label_fits_a_cluster_at_the_longest_slug(
 ) -> None:
     answers = {"project_slug": LONGEST_SLUG, "database": database, "worker": worker}
     rendered = render({**answers, "deploy": "kubernetes"})
-    built = built_once(rendered / OVERLAY)
+    built = kustomize_build(rendered / OVERLAY)
     assert {r["metadata"]["namespace"] for r in built} == {LONGEST_SLUG}
     problems = [problem for resource in built for problem in resource_problems(resource)]
     assert problems == []
@@ -478,7 +466,7 @@ def kubernetes_render(combination: dict[str, str], render) -> Path:
 def test_the_manifests_settings_start_the_service_and_its_probes_answer(
     combination, project: Path, render, service_env
 ) -> None:
-    base = built_once(kubernetes_render(combination, render) / KUBERNETES / "base")
+    base = kustomize_build(kubernetes_render(combination, render) / KUBERNETES / "base")
     (container,) = pod_spec(by_component(base, "Deployment")["web"])["containers"]
     # The ConfigMap's settings, real secrets; PORT is the harness's free port, as the Procfile
     # binding on $PORT is shown elsewhere.
@@ -493,7 +481,7 @@ def test_the_example_secrets_placeholders_are_refused_at_startup(
     combination, project: Path, render
 ) -> None:
     rendered = kubernetes_render(combination, render)
-    base = built_once(rendered / KUBERNETES / "base")
+    base = kustomize_build(rendered / KUBERNETES / "base")
     placeholders = example_secret(rendered)
     if not placeholders:  # nothing secret to give: the ConfigMap alone starts the service
         with running_web(project, config_map(base)) as web:
