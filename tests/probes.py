@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from artifacts import env_example_names
-from processes import Watched, procfile, run_one_off, run_process, running_web
+from processes import Running, Watched, procfile, run_one_off, run_process, running_web
 from servers import free_port
 
 REQUIRED_LOG_KEYS = {"timestamp", "level", "logger", "message"}
@@ -97,13 +97,10 @@ def listening_on_every_interface(port: int) -> bool:
     return False
 
 
-def probe_binds_port_on_every_interface(project: Path, env: dict[str, str]) -> float:
-    """The Procfile's web command, env only, a random PORT: it serves there. Returns start time."""
-    with running_web(project, env) as web:
-        port = int(web.base_url.rsplit(":", 1)[1])
-        assert web.get("/healthz") == (200, {"status": "ok"})
-        assert listening_on_every_interface(port), "not bound on 0.0.0.0"
-        return web.started_in
+def check_binds_port_on_every_interface(web: Running) -> None:
+    port = int(web.base_url.rsplit(":", 1)[1])
+    assert web.get("/healthz") == (200, {"status": "ok"})
+    assert listening_on_every_interface(port), "not bound on 0.0.0.0"
 
 
 # IX. Disposability
@@ -192,13 +189,38 @@ def probe_sigterm_drains_in_flight_requests(
     return {"exit_seconds": exit_seconds, "exit_status": status}
 
 
-# XI. Logs, and VI. Processes
+# VII, XI and VI on one process
 
 
-def probe_logs_are_json_lines_on_stdout(project: Path, env: dict[str, str]) -> None:
-    with running_web(project, env) as web:
+def probe_serves_on_its_port_in_json_lines_writing_no_file(
+    project: Path, env: dict[str, str]
+) -> float:
+    """The Procfile's web command, env only, a random PORT: it serves there, on every
+    interface (VII); it logs JSON lines on stdout only, with the request ids (XI); once
+    serving, requests change no file in the project, its temp folder or its home (VI).
+    Returns the seconds from exec to the first answer on /healthz."""
+    scratch = project.parent / f"{project.name}-scratch"
+    scratch.mkdir(exist_ok=True)
+    variables = {**env, "TMPDIR": str(scratch), "HOME": str(scratch)}
+    with running_web(project, variables) as web:
+        check_binds_port_on_every_interface(web)
         for path in ("/healthz", "/readyz", "/no-such-page"):
             web.get(path, headers={"X-Request-ID": "probe-42"})
+        before = snapshot(project, scratch)
+        for _ in range(20):
+            web.get("/healthz")
+            web.get("/readyz")
+        time.sleep(0.2)
+        after = snapshot(project, scratch)
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    assert changed == [], f"written while serving: {changed[:10]}"
+    check_logs_are_json_lines_on_stdout(web, request_id="probe-42", requests=3)
+    return web.started_in
+
+
+def check_logs_are_json_lines_on_stdout(web: Running, request_id: str, requests: int) -> None:
+    """Once `web` has ended: every line it wrote is a JSON object on stdout, and `requests`
+    lines or more carry the `request_id` it was sent."""
     assert web.stderr == "", f"written to stderr: {web.stderr[:500]}"
     lines = web.stdout.splitlines()
     assert lines, "nothing logged"
@@ -208,7 +230,7 @@ def probe_logs_are_json_lines_on_stdout(project: Path, env: dict[str, str]) -> N
         except json.JSONDecodeError:
             raise AssertionError(f"not a JSON line: {line!r}") from None
         assert event.keys() >= REQUIRED_LOG_KEYS, f"missing keys in {line}"
-    assert sum(json.loads(line).get("request_id") == "probe-42" for line in lines) >= 3
+    assert sum(json.loads(line).get("request_id") == request_id for line in lines) >= requests
 
 
 def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
@@ -222,22 +244,6 @@ def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
                 stat = os.stat(path, follow_symlinks=False)
                 files[path] = (stat.st_size, stat.st_mtime_ns)
     return files
-
-
-def probe_no_file_written_while_serving(project: Path, env: dict[str, str]) -> None:
-    """Once serving, requests change no file in the project, its temp folder or its home."""
-    scratch = project.parent / f"{project.name}-scratch"
-    scratch.mkdir(exist_ok=True)
-    variables = {**env, "TMPDIR": str(scratch), "HOME": str(scratch)}
-    with running_web(project, variables) as web:
-        before = snapshot(project, scratch)
-        for _ in range(20):
-            web.get("/healthz")
-            web.get("/readyz")
-        time.sleep(0.2)
-        after = snapshot(project, scratch)
-    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
-    assert changed == [], f"written while serving: {changed[:10]}"
 
 
 # V. Build, release, run
