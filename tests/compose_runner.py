@@ -45,6 +45,8 @@ echo "only \\`docker compose\\` is available here" >&2
 exit 2
 """
 PROJECT_LABEL = "com.docker.compose.project"
+# What a container whose resolver has no compose service names logs (getaddrinfo EAI_AGAIN).
+NAME_NOT_RESOLVED = "Temporary failure in name resolution"
 SERVICE = (
     "mkdir -p /run/containers/networks && mount -t tmpfs tmpfs /run/containers/networks && "
     'exec podman system service --time=0 "$0"'
@@ -193,8 +195,21 @@ class ComposeProject:
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """`docker compose ARGS` in the project, as a user types it."""
-        if args[:1] == ("up",):
+        if args[:1] != ("up",):
+            return self.compose_command(*args, timeout=timeout)
+        self.compose.dns_settled()
+        result = self.compose_command(*args, timeout=timeout)
+        if result.returncode != 0 and NAME_NOT_RESOLVED in self.logs():
+            # netavark's race (the module's text), which the wait above narrows but does not
+            # close under load: what a user does then, `down` and `up` once more. `down` keeps
+            # the volumes, and with them the queue.
+            print(f"{self.name}: service names unresolved after `up`: down, and up once more")
+            self.compose_command("down", "--timeout", "30", timeout=120)
             self.compose.dns_settled()
+            result = self.compose_command(*args, timeout=timeout)
+        return result
+
+    def compose_command(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["docker", "compose", *args], cwd=self.directory, env=self.env, capture_output=True,
             text=True, timeout=timeout,
@@ -210,7 +225,7 @@ class ComposeProject:
         return result
 
     def logs(self) -> str:
-        return self.run("logs", "--no-color", "--timestamps", timeout=60).stdout
+        return self.compose_command("logs", "--no-color", "--timestamps", timeout=60).stdout
 
     @contextlib.contextmanager
     def logs_followed(self, path: Path) -> Iterator[Path]:
