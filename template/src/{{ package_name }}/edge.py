@@ -47,22 +47,22 @@ class Reply:
     def __init__(self, send: Send, request_id: str) -> None:
         self._send = send
         self.request_id = request_id
-        self.started = asyncio.Event()
+        self.started = False  # the response has begun: its status can no longer change
         self.closed = False  # the edge has answered: whatever the app sends later is dropped
 
     async def send(self, message: Message) -> None:
         if self.closed:
             return
         if message["type"] == "http.response.start":
-            self.started.set()
+            self.started = True
             message["headers"] = [*message.get("headers", []), (ID_HEADER, self.id_bytes)]
         await self._send(message)
 
     async def json(self, status: int, body: object) -> None:
         """Answer with a JSON body, unless the app has begun its own answer."""
-        if self.started.is_set():
+        if self.started:
             return
-        self.started.set()
+        self.started = True
         self.closed = True
         payload = json.dumps(body).encode()
         headers = [
@@ -157,17 +157,26 @@ class Edge:
                 return b"".join(chunks)
 
     async def run_app(self, scope: Scope, receive: Receive, reply: Reply, deadline: float) -> None:
+        # The app runs as a task of its own, so that it can be left at the deadline: one waiting
+        # on a thread (a blocking endpoint) cannot be cancelled until that thread returns.
+        loop = asyncio.get_running_loop()
         work = asyncio.ensure_future(self.app(scope, receive, reply.send))
-        started = asyncio.ensure_future(reply.started.wait())
+        over: asyncio.Future[None] = loop.create_future()  # the work ended, or the deadline came
+
+        def end(*_: object) -> None:
+            if not over.done():
+                over.set_result(None)
+
+        work.add_done_callback(end)
+        timer = loop.call_at(deadline, end)
         try:
-            timeout = max(deadline - asyncio.get_running_loop().time(), 0)
-            await asyncio.wait({work, started}, timeout=timeout, return_when="FIRST_COMPLETED")
+            await over
         except asyncio.CancelledError:
             work.cancel()
             raise
         finally:
-            started.cancel()
-        if not work.done() and not reply.started.is_set():
+            timer.cancel()
+        if not work.done() and not reply.started:
             self.abandon(work)
             log.warning("request deadline passed", seconds=self.request_timeout)
             detail = f"The request did not finish within {self.request_timeout:g} s."
