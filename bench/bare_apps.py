@@ -1,4 +1,5 @@
-"""The baselines: a bare app with one /healthz route, on the same framework and server.
+"""The baselines: a bare app with one /healthz route, on the same framework and server, and
+the same test-only route as the rendered service is given (a route its framework serves).
 
 Each runs from the rendered project's venv (so the same package versions), from a temp folder,
 started by uvicorn's own CLI with its defaults, except the workers and the access log, on or
@@ -19,32 +20,36 @@ app = FastAPI()
 @app.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+ROUTE
+asgi_app = app
 """,
     "flask": """\
 from a2wsgi import WSGIMiddleware
 from flask import Flask, jsonify
 
-flask_app = Flask(__name__)
+app = Flask(__name__)
 
 
-@flask_app.get("/healthz")
+@app.get("/healthz")
 def healthz():
     return jsonify(status="ok")
 
-
-app = WSGIMiddleware(flask_app, workers=8)
+ROUTE
+asgi_app = WSGIMiddleware(app, workers=8)
 """,
 }
 
 
-def write_bare_app(framework: str, folder: Path) -> Path:
-    """The folder holding the bare app's module, to run the server from."""
+def write_bare_app(framework: str, folder: Path, route: str) -> Path:
+    """The folder holding the bare app's module, with `route` (code adding a route to `app`),
+    to run the server from."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{MODULE}.py").write_text(SOURCES[framework])
+    (folder / f"{MODULE}.py").write_text(SOURCES[framework].replace("ROUTE", route))
     return folder
 
 
 def bare_command(framework: str, port: int, workers: int, access_log: bool) -> list[str]:
     bind = ["--host", "0.0.0.0", "--port", str(port)]
     log = [] if access_log else ["--no-access-log"]  # uvicorn logs access by default
-    return ["uvicorn", *bind, "--workers", str(workers), *log, f"{MODULE}:app"]
+    return ["uvicorn", *bind, "--workers", str(workers), *log, f"{MODULE}:asgi_app"]

@@ -23,12 +23,14 @@ import serving
 from bare_apps import write_bare_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from probes import with_slow_route  # the tests' folder, put on sys.path above
+from probes import SLOW_ROUTE, with_slow_route  # the tests' folder, put on sys.path above
 
 RESULTS = rendering.ROOT / "bench" / "results"
 FRAMEWORKS = ("fastapi", "flask")
 WORKERS = (1, 2)
-SECTIONS = ("copier", "harness", "start", "throughput", "shutdown")
+SECTIONS = ("copier", "harness", "start", "throughput", "route", "shutdown")
+# The tests' test-only route, here with a sleep of 0 s: served by the framework in both apps.
+ROUTE = "/slow"
 
 
 class Samples:
@@ -103,8 +105,11 @@ class Service:
     framework: str
     project: Path
     bare_dir: Path
+    route_dir: Path  # the rendered service's sitecustomize adding the test-only route
 
-    def launch(self, variant: str, workers: int = 1) -> serving.Launch:
+    def launch(self, variant: str, workers: int = 1, route: bool = False) -> serving.Launch:
+        if variant == "rendered" and route:
+            return serving.rendered(self.project, workers, PYTHONPATH=str(self.route_dir))
         if variant == "rendered":
             return serving.rendered(self.project, workers)
         with_log = variant == "bare with access log"
@@ -163,6 +168,45 @@ def bench_throughput(
     return notes
 
 
+def bench_route(
+    out: Samples, run: int, services: list[Service], args: argparse.Namespace
+) -> list[str]:
+    """Requests per second and CPU per request on a route the framework serves in both apps
+    (the tests' /slow, its sleep 0 s), like for like: what the edge, the request id and the
+    JSON access line add to a request of the app's own."""
+    notes = []
+    variants = ["rendered", "bare with access log"]
+    for service in services:
+        for workers in WORKERS:
+            where = f"{service.framework}, {workers} worker{'s' if workers > 1 else ''}"
+            rate, cpu = {}, {}
+            for variant in in_turn(run, variants):
+                launch = service.launch(variant, workers, route=True)
+                with serving.Running(launch) as server:
+                    url, pid = f"{server.launch.url}{ROUTE}", server.process.pid
+                    serving.wrk(url, 1, args.connections)  # warm-up
+                    before = serving.tree_status(pid)
+                    load = serving.wrk(url, args.duration, args.connections)
+                    after = serving.tree_status(pid)
+                rate[variant] = load["rate"]
+                cpu[variant] = (after["cpu_seconds"] - before["cpu_seconds"]) / load["requests"]
+                if load["errors"]:
+                    notes.append(
+                        f"run {run + 1}, {where}, {ROUTE}, {variant}: {load['errors']} wrk errors"
+                    )
+            name = f"framework route {ROUTE}, {where}"
+            for variant in variants:
+                out.add(f"throughput, {name}: {variant}", "req/s", rate[variant])
+                out.add(f"server CPU per request, {name}: {variant}", "ms", cpu[variant] * 1000)
+            out.add(f"throughput, {name}: rendered/bare", "x", rate["rendered"] / rate[variants[1]])
+            out.add(
+                f"server CPU per request, {name}: rendered/bare",
+                "x",
+                cpu["rendered"] / cpu[variants[1]],
+            )
+    return notes
+
+
 def bench_shutdown(out: Samples, services: list[Service], in_flight: int) -> None:
     for service in services:
         # The template's tests' test-only /slow route (the template itself has none).
@@ -187,7 +231,13 @@ def set_up_services(template: Path, work: Path) -> list[Service]:
         data = f"web_framework={framework}"
         rendering.run(rendering.copy_command(template, project, "--data", data))
         rendering.run(["uv", "sync", "--quiet"], project)  # makes the lock, as the README says
-        service = Service(framework, project, write_bare_app(framework, work / f"bare-{framework}"))
+        route = SLOW_ROUTE[framework].replace("SECONDS", "0")
+        service = Service(
+            framework,
+            project,
+            write_bare_app(framework, work / f"bare-{framework}", route),
+            with_slow_route(project, framework, seconds=0),
+        )
         for variant in VARIANTS[:2]:
             serving.cold_start(service.launch(variant))  # warm-up: bytecode, page cache
         services.append(service)
@@ -231,7 +281,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS)
     args = parser.parse_args()
     rendering.prepare_environment()
-    if {"throughput"} & set(args.only):
+    if {"throughput", "route"} & set(args.only):
         serving.ensure_wrk()
     loadavg_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -241,7 +291,7 @@ def main() -> None:
         if "copier" in args.only:
             update_project = rendering.committed_project(template, work / "update")
             minimal = rendering.minimal_template(work / "minimal-template")
-        needs_servers = {"start", "throughput", "shutdown"} & set(args.only)
+        needs_servers = {"start", "throughput", "route", "shutdown"} & set(args.only)
         services = set_up_services(template, work) if needs_servers else []
         for run in range(args.runs):
             print(f"run {run + 1} of {args.runs}", flush=True)
@@ -253,6 +303,8 @@ def main() -> None:
                 bench_start(out, run, services)
             if "throughput" in args.only:
                 notes += bench_throughput(out, run, services, args)
+            if "route" in args.only:
+                notes += bench_route(out, run, services, args)
             if "shutdown" in args.only:
                 bench_shutdown(out, services, args.in_flight)
     finally:
