@@ -20,6 +20,7 @@ import probes
 import pytest
 import redis
 import yaml
+from compose_images import machine_lock
 from conftest import IDENTITY, TEMPLATE_ROOT
 from matrix import defaults
 from python_root import in_project
@@ -172,8 +173,11 @@ def test_database_block_writes_and_applies_a_migration(
 
 @pytest.fixture(scope="session")
 def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This test process's mypy cache so far (mypy keeps one per Python inside it)."""
-    return tmp_path_factory.mktemp("mypy-cache")
+    """The test run's mypy cache so far, shared by its test processes (mypy keeps one per
+    Python inside it); read and written under `machine_lock`."""
+    base = tmp_path_factory.getbasetemp()
+    # pytest-xdist gives each test process a folder of its own in the run's.
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "mypy-cache"
 
 
 def test_test_and_lint_block_passes_with_nothing_skipped(
@@ -183,10 +187,13 @@ def test_test_and_lint_block_passes_with_nothing_skipped(
     project: mypy re-checks each file whose hash differs, and takes the rest (the libraries'
     stubs) as they were; a third of the time of a first run."""
     (block,) = shell_blocks(project / "README.md")["Test and lint"]
-    shutil.copytree(mypy_cache, project / ".mypy_cache", dirs_exist_ok=True)
+    with machine_lock(mypy_cache.with_suffix(".lock")):
+        if mypy_cache.is_dir():
+            shutil.copytree(mypy_cache, project / ".mypy_cache", dirs_exist_ok=True)
     result = run_in_sandbox(sandbox, block, project, os.environ)
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout
-    shutil.copytree(project / ".mypy_cache", mypy_cache, dirs_exist_ok=True)
+    with machine_lock(mypy_cache.with_suffix(".lock")):
+        shutil.copytree(project / ".mypy_cache", mypy_cache, dirs_exist_ok=True)
 
 
 def test_try_it_block_of_the_template_readme(template_repo: Path, tmp_path: Path) -> None:
