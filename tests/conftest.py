@@ -62,13 +62,6 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["PYENV_VERSION"] = pythons
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """For `-n auto`: a test process per core, and one more. The suite's processes wait on
-    servers starting and stopping and on grace periods: measured with process accounting, two
-    test processes on two cores kept the cores busy 70 % of the time."""
-    return len(os.sched_getaffinity(0)) + 1
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize over the combinations of the choice questions in copier.yml.
 
