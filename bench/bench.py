@@ -189,11 +189,15 @@ def bench_route(
                     load = serving.wrk(url, args.duration, args.connections)
                     after = serving.tree_status(pid)
                 rate[variant] = load["rate"]
-                cpu[variant] = (after["cpu_seconds"] - before["cpu_seconds"]) / load["requests"]
-                if load["errors"]:
+                spent = after["cpu_seconds"] - before["cpu_seconds"]
+                cpu[variant] = spent / max(load["requests"], 1)
+                if load["errors"] or not load["requests"]:
                     notes.append(
-                        f"run {run + 1}, {where}, {ROUTE}, {variant}: {load['errors']} wrk errors"
+                        f"run {run + 1}, {where}, {ROUTE}, {variant}: {load['requests']} requests"
+                        f" answered, {load['errors']} wrk errors"
                     )
+            if not all(rate.values()):
+                continue  # noted above: no ratio from a measurement that answered nothing
             name = f"framework route {ROUTE}, {where}"
             for variant in variants:
                 out.add(f"throughput, {name}: {variant}", "req/s", rate[variant])
