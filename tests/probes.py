@@ -125,7 +125,8 @@ app.add_url_rule("/slow", "slow", slow)
 
 def with_slow_route(project: Path, framework: str, seconds: float) -> Path:
     """A sitecustomize that wraps the real app factory to add /slow: test-only, never shipped."""
-    folder = project.parent / f"{project.name}-slow-route"
+    # A folder per duration: a process started with one keeps its route while another is made.
+    folder = project.parent / f"{project.name}-slow-route-{seconds:g}s"
     folder.mkdir(exist_ok=True)
     route = SLOW_ROUTE[framework].replace("SECONDS", str(seconds)).replace("\n", "\n    ")
     (folder / "sitecustomize.py").write_text(
