@@ -130,6 +130,21 @@ def bench_start(out: Samples, run: int, services: list[Service]) -> None:
         )
 
 
+def loaded(
+    launch: serving.Launch, path: str, args: argparse.Namespace
+) -> tuple[dict[str, float], float, float]:
+    """wrk on `path` of the started server, after a 1 s warm-up: wrk's result, the server's CPU
+    seconds per request answered, and its peak RSS (MiB) after the load."""
+    with serving.Running(launch) as server:
+        url, pid = f"{server.launch.url}{path}", server.process.pid
+        serving.wrk(url, 1, args.connections)  # warm-up
+        before = serving.tree_status(pid)
+        load = serving.wrk(url, args.duration, args.connections)
+        after = serving.tree_status(pid)
+    cpu = (after["cpu_seconds"] - before["cpu_seconds"]) / max(load["requests"], 1)
+    return load, cpu, after["peak_rss_mib"]
+
+
 def bench_throughput(
     out: Samples, run: int, services: list[Service], args: argparse.Namespace
 ) -> list[str]:
@@ -141,15 +156,10 @@ def bench_throughput(
             where = f"{service.framework}, {workers} worker{'s' if workers > 1 else ''}"
             rate, cpu, rss = {}, {}, {}
             for variant in in_turn(run, list(VARIANTS)):
-                with serving.Running(service.launch(variant, workers)) as server:
-                    url, pid = f"{server.launch.url}/healthz", server.process.pid
-                    serving.wrk(url, 1, args.connections)  # warm-up
-                    before = serving.tree_status(pid)
-                    load = serving.wrk(url, args.duration, args.connections)
-                    after = serving.tree_status(pid)
+                load, cpu[variant], rss[variant] = loaded(
+                    service.launch(variant, workers), "/healthz", args
+                )
                 rate[variant] = load["rate"]
-                cpu[variant] = (after["cpu_seconds"] - before["cpu_seconds"]) / load["requests"]
-                rss[variant] = after["peak_rss_mib"]
                 if load["errors"]:
                     notes.append(f"run {run + 1}, {where}, {variant}: {load['errors']} wrk errors")
             for variant in VARIANTS:
@@ -181,16 +191,10 @@ def bench_route(
             where = f"{service.framework}, {workers} worker{'s' if workers > 1 else ''}"
             rate, cpu = {}, {}
             for variant in in_turn(run, variants):
-                launch = service.launch(variant, workers, route=True)
-                with serving.Running(launch) as server:
-                    url, pid = f"{server.launch.url}{ROUTE}", server.process.pid
-                    serving.wrk(url, 1, args.connections)  # warm-up
-                    before = serving.tree_status(pid)
-                    load = serving.wrk(url, args.duration, args.connections)
-                    after = serving.tree_status(pid)
+                load, cpu[variant], _rss = loaded(
+                    service.launch(variant, workers, route=True), ROUTE, args
+                )
                 rate[variant] = load["rate"]
-                spent = after["cpu_seconds"] - before["cpu_seconds"]
-                cpu[variant] = spent / max(load["requests"], 1)
                 if load["errors"] or not load["requests"]:
                     notes.append(
                         f"run {run + 1}, {where}, {ROUTE}, {variant}: {load['requests']} requests"
