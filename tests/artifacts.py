@@ -82,8 +82,9 @@ def kustomize_binary() -> str:
 def kustomize_build(directory: Path) -> list[dict]:
     """The resources `kustomize build` makes of a kustomization, in order.
 
-    Built once per content of the tree it reads: many combinations render the same manifests,
-    and a build (0.8 s of CPU here) gives the same output for the same files.
+    Built once per content of the tree it reads (a build is 0.8 s of CPU here): the tests that
+    read a rendered project's manifests share one build, and so does a copy not yet edited.
+    Combinations seldom share one: the answers change the manifests.
     """
     tree = kustomize_tree(directory)
     key = (str(directory.relative_to(tree)), tree_digest(tree))
