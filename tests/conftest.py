@@ -1,5 +1,6 @@
 """Fixtures that render the template as it is on disk and run tools inside the rendered projects."""
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -22,6 +23,9 @@ IDENTITY = {
     "author_name": "Ada Lovelace",
     "author_email": "ada@example.org",
 }
+
+# The salt of the image tests' combinations, which compose's tests share (one build each).
+IMAGES = "images"
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Template Tests",
@@ -86,13 +90,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         answered = [c for c in combinations(varying) if all(c[q] == a for q, a in wanted.items())]
         selected = [c for c in answered if where(c)]
         assert selected, f"no combination has the answers {wanted}"
-        spread = metafunc.definition.get_closest_marker("spread_pythons")
-        if name == "combination" and spread:
-            # Spread over the combinations with the marker's answers, whatever `where` drops, so
-            # that tests sharing a salt (one image per combination) share the Pythons chosen.
+        pairwise = metafunc.definition.get_closest_marker("pairwise")
+        if name == "combination" and pairwise:
+            # Chosen among the combinations with the marker's answers, whatever `where` drops, so
+            # that tests sharing a salt (one image per combination) share the combinations.
             pythons = {c["python_version"] for c in selected}
-            salt = spread.args[0] if spread.args else metafunc.definition.name
-            chosen = spread_over_pythons(
+            salt = pairwise.args[0] if pairwise.args else metafunc.definition.name
+            chosen = pairwise_over_pythons(
                 [c for c in answered if c["python_version"] in pythons], salt
             )
             selected = [c for c in selected if c in chosen]
@@ -108,17 +112,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
-def spread_over_pythons(selected: list[dict[str, str]], salt: str) -> list[dict[str, str]]:
-    """Each code combination once, on one Python: the Pythons used evenly, and each meeting as
-    many answers of the other questions as it can (over framework, database and worker, each
-    Python gets two combinations that differ in all three). Where that leaves a choice, the
-    salt (the test's name, or the marker's argument) picks it, so that different tests pair the
-    Pythons differently.
+def pairwise_over_pythons(selected: list[dict[str, str]], salt: str) -> list[dict[str, str]]:
+    """As few code combinations as meet every pair of answers of the other questions (framework,
+    database, worker: four of their eight), each on one Python, the Pythons used evenly and each
+    meeting as many answers as it can. Where that leaves a choice (the even or the odd four),
+    the salt (the test's name, or the marker's argument) picks it, so that different tests take
+    different fours and pair the Pythons differently.
 
-    For the fault and README tests, whose subject is the service's behaviour rather than its
-    install: every code combination still installs, lints, runs its own tests and the
+    For the container, fault and README tests, whose subject is the service's behaviour rather
+    than its install: every code combination still installs, lints, runs its own tests and the
     twelve-factor probes on every Python (unmarked tests), and every Python meets every one of
-    these tests.
+    these tests that can run on it.
     """
     pythons = choice_questions()["python_version"]
     turn = zlib.crc32(salt.encode()) % len(pythons)
@@ -127,17 +131,30 @@ def spread_over_pythons(selected: list[dict[str, str]], salt: str) -> list[dict[
     for c in selected:
         others = tuple((q, a) for q, a in c.items() if q != "python_version")
         by_code.setdefault(others, []).append(c)
+    codes = list(by_code)
+    codes = codes[turn % len(codes) :] + codes[: turn % len(codes)]
+
+    def pairs(code: tuple) -> set[tuple]:
+        return set(itertools.combinations(code, 2))
+
+    wanted = set().union(*map(pairs, codes))
+    covering = next(
+        chosen
+        for size in range(1, len(codes) + 1)
+        for chosen in itertools.combinations(codes, size)
+        if set().union(*map(pairs, chosen)) == wanted
+    )
     used: dict[str, int] = dict.fromkeys(order, 0)
     met: set[tuple[str, str, str]] = set()  # (Python, question, answer) pairs run so far
     kept = []
-    for answers, options in by_code.items():
+    for answers in covering:
 
         def cost(c: dict[str, str], answers: tuple = answers) -> tuple[int, int, int]:
             python = c["python_version"]
             unmet = sum((python, q, a) not in met for q, a in answers)
             return used[python], -unmet, order.index(python)
 
-        chosen = min(options, key=cost)
+        chosen = min(by_code[answers], key=cost)
         used[chosen["python_version"]] += 1
         met.update((chosen["python_version"], q, a) for q, a in answers)
         kept.append(chosen)

@@ -6,9 +6,10 @@ import pytest
 from processes import app_env, running_web
 from servers import start_postgres
 
-# The service's behaviour: each code combination once, the Pythons spread over them
-# (conftest.spread_over_pythons); install, lint, own tests and probes run on every Python.
-pytestmark = pytest.mark.spread_pythons
+# The service's behaviour: the fewest code combinations that meet every pair of answers, the
+# Pythons spread over them (conftest.pairwise_over_pythons); install, lint, own tests and probes
+# run on every code combination and Python.
+pytestmark = pytest.mark.pairwise
 
 
 @pytest.mark.combinations(database="postgresql")

@@ -16,9 +16,10 @@ import pytest
 from probes import package_of
 from processes import Running, app_env, run_process, running_web
 
-# The service's behaviour: each code combination once, the Pythons spread over them
-# (conftest.spread_over_pythons); install, lint, own tests and probes run on every Python.
-pytestmark = pytest.mark.spread_pythons
+# The service's behaviour: the fewest code combinations that meet every pair of answers, the
+# Pythons spread over them (conftest.pairwise_over_pythons); install, lint, own tests and probes
+# run on every code combination and Python.
+pytestmark = pytest.mark.pairwise
 
 JSON = {"Content-Type": "application/json"}
 # A body of each endpoint that is valid, and the name of its text field.

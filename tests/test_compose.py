@@ -28,7 +28,7 @@ import pytest
 import redis
 from compose_images import CACHE, ensure_stand_ins, machine_lock
 from compose_runner import ComposeEngine, ComposeProject, compose_project
-from conftest import IDENTITY
+from conftest import IDENTITY, IMAGES, pairwise_over_pythons
 from containers import Engine, engine
 from matrix import code_questions, combination_id, combinations
 from probes import with_slow_route
@@ -48,18 +48,14 @@ RENDERED_DOTFILES = {".dockerignore", ".env.example", ".python-version"}
 ports = itertools.count(18000, 10)
 
 
-def chosen(**answers: str):
-    (found,) = [c for c in combinations(code_questions()) if c.items() >= answers.items()]
-    name = combination_id(found)
-    return pytest.param(found, id=name, marks=pytest.mark.xdist_group(name))
+def param(combination: dict[str, str]):
+    name = combination_id(combination)
+    return pytest.param(combination, id=name, marks=pytest.mark.xdist_group(name))
 
 
-COMBINATIONS = [
-    chosen(web_framework="fastapi", python_version="3.14", database="postgresql", worker="celery"),
-    chosen(web_framework="flask", python_version="3.15", database="postgresql", worker="none"),
-    chosen(web_framework="flask", python_version="3.12", database="none", worker="celery"),
-    chosen(web_framework="fastapi", python_version="3.13", database="none", worker="none"),
-]
+# The image tests' four (a database, a worker, both and neither; each framework twice): their
+# builds are shared.
+COMBINATIONS = [param(c) for c in pairwise_over_pythons(combinations(code_questions()), IMAGES)]
 BACKED = [
     param for param in COMBINATIONS if set(param.values[0].values()) & {"postgresql", "celery"}
 ]

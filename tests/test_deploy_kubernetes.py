@@ -462,7 +462,7 @@ def kubernetes_render(combination: dict[str, str], render) -> Path:
     return render({**combination, "deploy": "kubernetes"})
 
 
-@pytest.mark.spread_pythons
+@pytest.mark.pairwise
 def test_the_manifests_settings_start_the_service_and_its_probes_answer(
     combination, project: Path, render, service_env
 ) -> None:
@@ -476,7 +476,7 @@ def test_the_manifests_settings_start_the_service_and_its_probes_answer(
             assert status == 200, probe
 
 
-@pytest.mark.spread_pythons
+@pytest.mark.pairwise
 def test_the_example_secrets_placeholders_are_refused_at_startup(
     combination, project: Path, render
 ) -> None:

@@ -27,9 +27,10 @@ from faults import (
 from processes import app_env, run_process, running_web
 from servers import start_postgres
 
-# The service's behaviour: each code combination once, the Pythons spread over them
-# (conftest.spread_over_pythons); install, lint, own tests and probes run on every Python.
-pytestmark = pytest.mark.spread_pythons
+# The service's behaviour: the fewest code combinations that meet every pair of answers, the
+# Pythons spread over them (conftest.pairwise_over_pythons); install, lint, own tests and probes
+# run on every code combination and Python.
+pytestmark = pytest.mark.pairwise
 
 # Liveness must answer this fast whatever the clients and the backing services do.
 HEALTHZ_BOUND = 1.0

@@ -167,7 +167,7 @@ def at_the_limit(base_url: str, path: str) -> list[str]:
     return []
 
 
-@pytest.mark.spread_pythons
+@pytest.mark.pairwise
 def test_bodies_over_max_body_bytes_get_413_json_unread_and_a_body_at_the_limit_is_served(
     combination, project: Path, service_env: dict[str, str]
 ) -> None:

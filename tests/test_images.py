@@ -1,9 +1,10 @@
-"""Every code combination's image, built from the rendered Dockerfile unmodified, and run.
+"""The image of the code combinations that meet every pair of answers, built from the rendered
+Dockerfile unmodified, and run.
 
-Each code combination on one Python, the Pythons spread over them (conftest.spread_over_pythons,
-one salt for the module, so its tests share the builds): every Python's image is built twice,
-for combinations that differ in framework, database and worker. What else a Python changes
-in an image, its install on that Python, the other tests check on every Python.
+Four code combinations (conftest.pairwise_over_pythons, with the salt "images" that compose's
+tests share, so that they share the builds): each framework with and without a database and a
+worker, each database with and without a worker; every Python's image built once. What else a
+Python changes in an image, its install on that Python, the other tests check on every Python.
 
 One build per combination (cached by project), reused by every check of that combination. The
 containers run on the host's podman as the Kubernetes manifests run them: read-only, writable
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import IDENTITY
+from conftest import IDENTITY, IMAGES
 from containers import Engine, base_images, engine
 from matrix import TEMPLATE_ROOT, combination_id
 from probes import slow_requests, with_slow_route
@@ -45,7 +46,7 @@ SIZE_BUDGET = 1.3  # the image against its base image plus its virtual environme
 # Put in the build context as a user's checkout has them; none may reach the image.
 LEAK_CANARIES = {".env": "SECRET_KEY=canary-from-the-build-context\n", ".venv/CANARY": "x"}
 
-pytestmark = pytest.mark.spread_pythons("images")
+pytestmark = pytest.mark.pairwise(IMAGES)
 
 
 def writable_paths(process: str) -> list[str]:

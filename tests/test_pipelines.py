@@ -159,7 +159,7 @@ def test_github_workflow_depends_only_on_the_database_and_worker_answers(
 # has here, each code combination on one of them. The job's lines are the same on every Python;
 # what a Python changes in the lint and tests they run, the rendered projects' own checks see on
 # every version.
-@pytest.mark.spread_pythons
+@pytest.mark.pairwise
 @pytest.mark.combinations(where=lambda c: c["python_version"] not in root_pythons())
 def test_gitlab_test_job_passes_under_gitlab_ci_local(
     combination: dict[str, str], project: Path, render, ci_sandbox: Sandbox, tmp_path: Path

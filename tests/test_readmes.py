@@ -88,7 +88,7 @@ def run_in_sandbox(
     return result
 
 
-@pytest.mark.spread_pythons
+@pytest.mark.pairwise
 def test_run_block_serves_and_ctrl_c_loses_no_request_and_no_job(
     combination, project: Path, sandbox: Sandbox, compose_services, terminal_env, tmp_path: Path
 ) -> None:
@@ -143,7 +143,7 @@ def setup_lines(project: Path) -> str:
     return "\n".join(commands(run)[:-1])
 
 
-@pytest.mark.spread_pythons
+@pytest.mark.pairwise
 def test_admin_block_runs_with_the_env_file(
     project: Path, sandbox: Sandbox, compose_services
 ) -> None:
@@ -153,7 +153,7 @@ def test_admin_block_runs_with_the_env_file(
     assert "unavailable" not in result.stdout
 
 
-@pytest.mark.spread_pythons
+@pytest.mark.pairwise
 @pytest.mark.combinations(database="postgresql")
 def test_database_block_writes_and_applies_a_migration(
     project: Path, sandbox: Sandbox, compose_services

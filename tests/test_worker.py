@@ -19,9 +19,10 @@ from worker_faults import (
     wait_for_result,
 )
 
-# The service's behaviour: each code combination once, the Pythons spread over them
-# (conftest.spread_over_pythons); install, lint, own tests and probes run on every Python.
-pytestmark = pytest.mark.spread_pythons
+# The service's behaviour: the fewest code combinations that meet every pair of answers, the
+# Pythons spread over them (conftest.pairwise_over_pythons); install, lint, own tests and probes
+# run on every code combination and Python.
+pytestmark = pytest.mark.pairwise
 
 # kombu hands out a vanished worker's job again only when a worker sweeps the index of jobs held
 # too long (kombu 5.7, kombu/transport/redis.py): once as a worker starts, then on a timer every
