@@ -61,23 +61,49 @@ def in_turn(run: int, variants: list) -> list:
     return variants if run % 2 == 0 else variants[::-1]
 
 
-def bench_copier(
-    out: Samples, run: int, template: Path, work: Path, update_project: Path, minimal: Path
-) -> None:
+@dataclass
+class CopierFloors:
+    """Templates and projects that show what Copier costs whatever the template does."""
+
+    minimal: Path  # one question, one templated file
+    minimal_project: Path  # rendered from it and committed
+    verbatim: Path  # a default render's files, none templated
+    update_project: Path  # rendered from the template and committed
+
+
+def set_up_copier_floors(template: Path, work: Path) -> CopierFloors:
+    minimal = rendering.minimal_template(work / "minimal-template")
+    update_project = rendering.committed_project(template, work / "update")
+    return CopierFloors(
+        minimal=minimal,
+        minimal_project=rendering.committed_project(minimal, work / "minimal-update", ours=False),
+        verbatim=rendering.verbatim_template(update_project, work / "verbatim-template"),
+        update_project=update_project,
+    )
+
+
+def bench_copier(out: Samples, run: int, template: Path, work: Path, floors: CopierFloors) -> None:
     # The template has no tasks: a copy and an update are Copier's work alone, and Copier's
     # start (`copier --version`: its imports) is the floor under both.
     destination = work / f"copy-{run}"
     start = rendering.timed([*rendering.COPIER, "--version"])
     floor = rendering.timed(
-        rendering.copy_command(minimal, work / f"minimal-{run}", asks_python=False)
+        rendering.copy_command(floors.minimal, work / f"minimal-{run}", asks_python=False)
+    )
+    verbatim = rendering.timed(
+        rendering.copy_command(floors.verbatim, work / f"verbatim-{run}", asks_python=False)
     )
     copy = rendering.timed(rendering.copy_command(template, destination))
     shutil.rmtree(destination)
-    update = rendering.timed_update(update_project)
+    update_floor = rendering.timed_update(floors.minimal_project)
+    update = rendering.timed_update(floors.update_project)
     out.add("copier --version (Copier's start alone)", "s", start)
     out.add("copier copy --defaults of a one-question, one-file template (Copier's floor)", "s",
             floor)  # fmt: skip
+    out.add("copier copy --defaults of a default render's files, none templated", "s", verbatim)
     out.add("copier copy --defaults", "s", copy)
+    out.add("copier update --defaults, no change, of the one-file template's project", "s",
+            update_floor)  # fmt: skip
     out.add("copier update --defaults, no change", "s", update)
     out.add("copier copy --defaults: the template's share (copy - copier --version)", "s",
             copy - start)  # fmt: skip
@@ -85,6 +111,9 @@ def bench_copier(
             copy - floor)  # fmt: skip
     out.add("copier copy --defaults / copier --version", "x", copy / start)
     out.add("copier update, no change / copier copy", "x", update / copy)
+    out.add("Copier's floor: update / copy of the one-file template", "x", update_floor / floor)
+    out.add("Copier's floor: a default render's files, none templated / copier --version", "x",
+            verbatim / start)  # fmt: skip
 
 
 def bench_harness(out: Samples, run: int, template: Path, work: Path) -> None:
@@ -297,14 +326,13 @@ def main() -> None:
     try:
         template = rendering.snapshot_template(work / "template")
         if "copier" in args.only:
-            update_project = rendering.committed_project(template, work / "update")
-            minimal = rendering.minimal_template(work / "minimal-template")
+            floors = set_up_copier_floors(template, work)
         needs_servers = {"start", "throughput", "route", "shutdown"} & set(args.only)
         services = set_up_services(template, work) if needs_servers else []
         for run in range(args.runs):
             print(f"run {run + 1} of {args.runs}", flush=True)
             if "copier" in args.only:
-                bench_copier(out, run, template, work, update_project, minimal)
+                bench_copier(out, run, template, work, floors)
             if "harness" in args.only:
                 bench_harness(out, run, template, work)
             if "start" in args.only:

@@ -76,6 +76,26 @@ def minimal_template(repo: Path) -> Path:
     return repo
 
 
+def verbatim_template(rendered: Path, repo: Path) -> Path:
+    """The files of a rendered project as a template that templates nothing but its answers
+    file, committed: what a copy of this many files and folders costs in Copier itself."""
+    for path in rendered.rglob("*"):
+        relative = path.relative_to(rendered)
+        if (
+            path.is_file()
+            and ".git" not in relative.parts
+            and relative.name != ".copier-answers.yml"
+        ):
+            (repo / "template" / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, repo / "template" / relative)
+    (repo / "copier.yml").write_text("_subdirectory: template\n_templates_suffix: .jinja\n")
+    answers = "{{ _copier_conf.answers_file }}.jinja"
+    (repo / "template" / answers).write_text("{{ _copier_answers|to_nice_yaml }}")
+    run(["git", "init", "--quiet"], repo)
+    commit_all(repo, "verbatim template")
+    return repo
+
+
 def copy_command(
     template: Path, destination: Path, *extra: str, asks_python: bool = True
 ) -> list[str]:
@@ -97,11 +117,13 @@ def update_command(*extra: str) -> list[str]:
     return [*COPIER, "update", "--defaults", "--quiet", *extra]
 
 
-def committed_project(template: Path, destination: Path) -> Path:
-    """A project rendered, then set up as the after-copy message says and committed."""
-    run(copy_command(template, destination))
+def committed_project(template: Path, destination: Path, *, ours: bool = True) -> Path:
+    """A project rendered, then set up as the after-copy message says (`ours`: the
+    template's, with `uv lock`) and committed."""
+    run(copy_command(template, destination, asks_python=ours))
     run(["git", "init", "--quiet"], destination)
-    run(["uv", "lock", "--quiet"], destination)
+    if ours:
+        run(["uv", "lock", "--quiet"], destination)
     commit_all(destination, "rendered")
     return destination
 
