@@ -2,7 +2,8 @@
 docker-compose on podman's API, compose_runner.py) with PostgreSQL and Redis stand-ins under the
 names compose.yaml uses (compose_images.py).
 
-The app image is built by the tests' harness (containers.py) and tagged as compose's `image:`;
+The app image is built by the tests' harness (app_images.py, containers.py) and tagged as
+compose's `image:`;
 `up` then runs without `--build`: compose would build with the host's podman, whose buildah
 cannot build this Dockerfile (../shared/notes/containers.md). Everything else is the project's
 compose.yaml as rendered, on code combinations with a database, a worker, both and neither.
@@ -11,9 +12,9 @@ volumes, network) afterwards, failed or not.
 """
 
 import datetime
-import hashlib
 import itertools
 import json
+import socket
 import subprocess
 import textwrap
 import time
@@ -26,7 +27,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from compose_images import CACHE, ensure_stand_ins, machine_lock
+from app_images import app_image, slug
+from compose_images import ensure_stand_ins
 from compose_runner import ComposeEngine, ComposeProject, compose_project
 from conftest import IDENTITY, IMAGES, pairwise_over_pythons
 from containers import Engine, engine
@@ -44,7 +46,6 @@ PACKAGE = IDENTITY["package_name"]
 # the cut-off and the exit stay well inside compose.yaml's 30 s stop_grace_period.
 GRACE_SECONDS = 5
 UP_BOUND = 120
-RENDERED_DOTFILES = {".dockerignore", ".env.example", ".python-version"}
 ports = itertools.count(18000, 10)
 
 
@@ -75,42 +76,12 @@ def compose_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose
     sandbox.close()
 
 
-def content_hash(project: Path) -> str:
-    """What the image is built from (`COPY . .` past .dockerignore): the project's files, less
-    what the tests' own runs in it leave (environment, caches, .env)."""
-    digest = hashlib.sha256()
-    for path in sorted(project.rglob("*")):
-        relative = path.relative_to(project)
-        hidden = [p for p in relative.parts if p.startswith(".") and p not in RENDERED_DOTFILES]
-        if path.is_file() and not hidden and "__pycache__" not in relative.parts:
-            digest.update(f"{relative}\0".encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
-def image_id(compose: ComposeEngine, reference: str) -> str:
-    found = compose.podman("image", "inspect", "--format", "{{.Id}}", reference)
-    return found.stdout.strip() if found.returncode == 0 else ""
-
-
 @pytest.fixture
 def image_project(answers: dict[str, str], render, sync, compose_engine: ComposeEngine) -> Path:
-    """The combination rendered with a slug of its own (compose's `image:` is SLUG:local, so
-    parallel tests of other combinations tag other images), installed, its image built: once
-    per machine for the same files, whichever test process asks first."""
-    slug = combination_id(answers).replace(".", "-")
-    project = sync(render({**answers, "project_slug": slug}))
-    stamp = CACHE / "built" / slug
-    wanted = content_hash(project)
-    with machine_lock(CACHE / "built" / f"{slug}.lock"):
-        built = image_id(compose_engine, f"{slug}:local")
-        if not stamp.exists() or stamp.read_text() != f"{wanted} {built}":
-            started = time.monotonic()
-            compose_engine.engine.build(project, f"{slug}:local")
-            print(f"{slug}: image built in {time.monotonic() - started:.1f} s")
-            now = image_id(compose_engine, f"{slug}:local")
-            if built and built != now:  # the one it replaces, nameless; kept while in use
-                compose_engine.podman("rmi", built)
-            stamp.write_text(f"{wanted} {now}")
+    """The combination rendered with a slug of its own, installed, its image built (shared with
+    the image tests: app_images.py)."""
+    project = sync(render({**answers, "project_slug": slug(answers)}))
+    app_image(compose_engine.engine, project, answers)
     return project
 
 
@@ -351,8 +322,28 @@ def test_readme_compose_line_starts_the_backing_services_the_host_service_reache
             states = [stack.container(name)["State"].get("Health", {}) for name in services]
             return all(state.get("Status") == "healthy" for state in states)
 
+        def reachable() -> bool:
+            """Each service's published port takes a connection on the host, as the README's
+            next lines need."""
+            published = [
+                int(binding["HostPort"])
+                for name in services
+                for bindings in stack.container(name)["NetworkSettings"]["Ports"].values()
+                for binding in bindings or []
+            ]
+            try:
+                for port in published:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return False
+            return bool(published)
+
         took = wait_until(sandbox, healthy, f"{services} healthy", timeout=60)
-        print(f"{stack.name}: {services} healthy {took:.1f} s after `up`")
+        # Once, a healthy PostgreSQL refused the host's connections to its published port.
+        reached = wait_until(sandbox, reachable, f"{services} reachable on the host", timeout=30)
+        print(
+            f"{stack.name}: {services} healthy {took:.1f} s after `up`, reached {reached:.1f} s on"
+        )
 
         def run(script: str) -> str:
             # On the project's Python: in the root where only the root has it (python_root.py).

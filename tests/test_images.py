@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from app_images import Built, app_image, slug
 from conftest import IDENTITY, IMAGES
 from containers import Engine, base_images, engine
 from matrix import TEMPLATE_ROOT, combination_id
@@ -43,8 +43,6 @@ RESULTS = TEMPLATE_ROOT / "bench" / "results" / "images.json"
 MANIFESTS = TEMPLATE_ROOT / "template" / "{% if deploy == 'kubernetes' %}deploy{% endif %}"
 GRACE_SECONDS = 10  # SHUTDOWN_GRACE_SECONDS given to the containers; podman stop waits 15 s
 SIZE_BUDGET = 1.3  # the image against its base image plus its virtual environment
-# Put in the build context as a user's checkout has them; none may reach the image.
-LEAK_CANARIES = {".env": "SECRET_KEY=canary-from-the-build-context\n", ".venv/CANARY": "x"}
 
 pytestmark = pytest.mark.pairwise(IMAGES)
 
@@ -56,41 +54,18 @@ def writable_paths(process: str) -> list[str]:
     return re.findall(r"mountPath:\s*(\S+)", manifest.read_text())
 
 
-@dataclass
-class Built:
-    reference: str
-    seconds: float
-
-
-_built: dict[Path, Built] = {}
-
-
-def build_context(project: Path) -> Path:
-    """A copy of the project as a user's checkout holds it: a git repository, a `.env` with a
-    secret, a local virtual environment. The project's own stays untouched for other tests."""
-    context = project.parent / f"{project.name}-image-context"
-    shutil.rmtree(context, ignore_errors=True)
-    shutil.copytree(project, context, ignore=shutil.ignore_patterns(".venv"))
-    for relative, text in LEAK_CANARIES.items():
-        (context / relative).parent.mkdir(parents=True, exist_ok=True)
-        (context / relative).write_text(text)
-    subprocess.run(["git", "init", "-q"], cwd=context, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=context, check=True)
-    subprocess.run(["git", "commit", "-qm", "checkout"], cwd=context, check=True)
-    return context
+@pytest.fixture
+def project(combination: dict[str, str], render, sync) -> Path:
+    """Rendered with the combination's own slug, as compose's tests render it (one build)."""
+    return sync(render({**combination, "project_slug": slug(combination)}))
 
 
 @pytest.fixture
 def image(combination: dict[str, str], project: Path) -> Built:
     """The combination's image on the host's podman, built once per test process."""
-    if project not in _built:
-        tag = re.sub(r"[^a-z0-9-]", "-", combination_id(combination))
-        context = build_context(project)
-        start = time.perf_counter()
-        reference = engine().build(context, f"ctf-images/{tag}:test")
-        _built[project] = Built(reference, time.perf_counter() - start)
-        record(combination, build_seconds=round(_built[project].seconds, 1))
-    return _built[project]
+    built = app_image(engine(), project, combination)
+    record(combination, build_seconds=round(built.seconds, 1))
+    return built
 
 
 def record(combination: dict[str, str], **measured: object) -> None:
