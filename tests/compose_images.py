@@ -9,7 +9,10 @@ the stable one where it carries that major version (trixie has Redis 8), else un
 sid has PostgreSQL 18). Each keeps what compose.yaml relies on from the official image:
 
 - postgres: POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB make the role and database on the
-  first start, with the data in /var/lib/postgresql/N/docker under the volume at
+  first start, on a temporary server listening on the default socket only, which then runs the
+  scripts in /docker-entrypoint-initdb.d (`*.sh`, `*.sql`) and stops (so, as with the official
+  image, `pg_isready` on the socket says yes before the server proper listens on TCP); the
+  data in /var/lib/postgresql/N/docker under the volume at
   /var/lib/postgresql (the layout from 18 on); it listens on 5432 on every interface with
   password (scram) logins for other hosts; `pg_isready` is on PATH; SIGINT stops it (the
   official image's STOPSIGNAL, a fast shutdown).
@@ -69,17 +72,22 @@ if [ "${1:-}" = postgres ]; then
     rm "$password_file"
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
     echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
+    # As the official image: a temporary server on the default socket only (no TCP), which
+    # makes the database and runs the user's init scripts, then the server proper. pg_isready
+    # on the socket says yes during this; over TCP, not until the server proper listens.
+    as_postgres pg_ctl --pgdata="$PGDATA" --wait --silent start --options="-c listen_addresses=''"
     if [ "$database" != postgres ]; then
-      # A socket of its own, so that pg_isready says no until the server proper starts.
-      socket=$(mktemp -d)
-      chown postgres "$socket"
-      as_postgres pg_ctl --pgdata="$PGDATA" --wait --silent start \
-        --options="-c listen_addresses='' -c unix_socket_directories=$socket"
       echo 'CREATE DATABASE :"name"' | as_postgres psql --quiet --set=ON_ERROR_STOP=1 \
-        --host="$socket" --username="$user" --dbname=postgres --set=name="$database"
-      as_postgres pg_ctl --pgdata="$PGDATA" --mode=fast --wait --silent stop
-      rmdir "$socket"
+        --username="$user" --dbname=postgres --set=name="$database"
     fi
+    for script in /docker-entrypoint-initdb.d/*; do
+      case "$script" in
+        *.sh) echo "running $script"; . "$script" ;;
+        *.sql) echo "running $script"; as_postgres psql --quiet --set=ON_ERROR_STOP=1 \
+          --username="$user" --dbname="$database" --file="$script" ;;
+      esac
+    done
+    as_postgres pg_ctl --pgdata="$PGDATA" --mode=fast --wait --silent stop
   fi
   exec setpriv --reuid=postgres --regid=postgres --init-groups "$@"
 fi

@@ -171,12 +171,28 @@ def exit_codes(stack: ComposeProject, since: float) -> dict[str, list[int]]:
     return codes
 
 
+def slow_init_override(folder: Path) -> Path:
+    """A compose file that gives the database a first start as long as a user's seed data can
+    make it: an init script of 6 s, which the postgres image runs on a temporary server that
+    listens on its socket only. A health check that asks the socket says healthy then, and what
+    waits for it (release) finds no server on the network."""
+    (folder / "initdb").mkdir()
+    (folder / "initdb" / "seed.sql").write_text("SELECT pg_sleep(6);\n")
+    override = folder / "slow-init.yaml"
+    mount = f"{folder / 'initdb'}:/docker-entrypoint-initdb.d:ro"
+    override.write_text(f"services:\n  db:\n    volumes:\n      - {mount}\n")
+    return override
+
+
 @pytest.mark.parametrize("answers", COMBINATIONS)
 def test_up_runs_release_before_web_serves_readyz_and_runs_a_posted_job(
-    answers: dict[str, str], image_project: Path, compose_engine: ComposeEngine
+    answers: dict[str, str], image_project: Path, compose_engine: ComposeEngine, tmp_path: Path
 ) -> None:
+    """On a fresh volume, a slow first start of the database included (slow_init_override)."""
     sandbox = compose_engine.sandbox
     variables = published()
+    if answers["database"] == "postgresql":
+        variables["COMPOSE_FILE"] = f"compose.yaml:{slow_init_override(tmp_path)}"
     with compose_project(
         compose_engine, image_project, project_name(answers, "up"), variables
     ) as stack:
