@@ -68,16 +68,21 @@ class CopierFloors:
     minimal: Path  # one question, one templated file
     minimal_project: Path  # rendered from it and committed
     verbatim: Path  # a default render's files, none templated
+    verbatim_project: Path  # rendered from it and committed
     update_project: Path  # rendered from the template and committed
 
 
 def set_up_copier_floors(template: Path, work: Path) -> CopierFloors:
     minimal = rendering.minimal_template(work / "minimal-template")
     update_project = rendering.committed_project(template, work / "update")
+    verbatim = rendering.verbatim_template(update_project, work / "verbatim-template")
     return CopierFloors(
         minimal=minimal,
         minimal_project=rendering.committed_project(minimal, work / "minimal-update", ours=False),
-        verbatim=rendering.verbatim_template(update_project, work / "verbatim-template"),
+        verbatim=verbatim,
+        verbatim_project=rendering.committed_project(
+            verbatim, work / "verbatim-update", ours=False
+        ),
         update_project=update_project,
     )
 
@@ -96,6 +101,7 @@ def bench_copier(out: Samples, run: int, template: Path, work: Path, floors: Cop
     copy = rendering.timed(rendering.copy_command(template, destination))
     shutil.rmtree(destination)
     update_floor = rendering.timed_update(floors.minimal_project)
+    update_verbatim = rendering.timed_update(floors.verbatim_project)
     update = rendering.timed_update(floors.update_project)
     out.add("copier --version (Copier's start alone)", "s", start)
     out.add("copier copy --defaults of a one-question, one-file template (Copier's floor)", "s",
@@ -104,6 +110,8 @@ def bench_copier(out: Samples, run: int, template: Path, work: Path, floors: Cop
     out.add("copier copy --defaults", "s", copy)
     out.add("copier update --defaults, no change, of the one-file template's project", "s",
             update_floor)  # fmt: skip
+    out.add("copier update --defaults, no change, of the untemplated files' project", "s",
+            update_verbatim)  # fmt: skip
     out.add("copier update --defaults, no change", "s", update)
     out.add("copier copy --defaults: the template's share (copy - copier --version)", "s",
             copy - start)  # fmt: skip
@@ -112,6 +120,8 @@ def bench_copier(out: Samples, run: int, template: Path, work: Path, floors: Cop
     out.add("copier copy --defaults / copier --version", "x", copy / start)
     out.add("copier update, no change / copier copy", "x", update / copy)
     out.add("Copier's floor: update / copy of the one-file template", "x", update_floor / floor)
+    out.add("Copier's floor: update / copy of a default render's files, none templated", "x",
+            update_verbatim / verbatim)  # fmt: skip
     out.add("Copier's floor: a default render's files, none templated / copier --version", "x",
             verbatim / start)  # fmt: skip
 
