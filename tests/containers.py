@@ -285,6 +285,8 @@ class Engine:
             loaded = self.podman("load", "-i", str(archive))
             if loaded.returncode != 0:
                 raise RuntimeError(f"podman load failed:\n{loaded.stderr}")
+        # What earlier builds of this tag left nameless: run after run, it filled the disk.
+        self.build_podman("image", "prune", "--force")
         return reference
 
     def load_image(self, archive: Path) -> None:

@@ -8,12 +8,17 @@ Docker engine and a registry (GitHub's runner or GitLab's docker:dind) that no t
 
 import json
 import re
+import shlex
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from compose_images import ensure_stand_ins
 from conftest import assert_succeeds
+from containers import canonical, engine
 from matrix import TEMPLATE_ROOT, choice_questions, defaults
 from pipelines import (
     POSTGRES_PORT,
@@ -88,6 +93,54 @@ def test_github_test_job_steps_pass_in_order_with_the_jobs_env(
     assert len(ran) == len([step for step in job["steps"] if "run" in step]), report
     tests = results[-1][1].stdout
     assert " passed" in tests and "skipped" not in tests, tests[-3000:]
+
+
+def test_github_postgres_service_is_healthy_only_once_it_takes_connections_over_tcp(
+    render, tmp_path: Path
+) -> None:
+    """The workflow's health command for its postgres service, run as the runner runs it (a
+    shell in the service's container; here the stand-in, which starts as the official image
+    does) on a first start with a 5 s init script: unhealthy while the image's first-start
+    server listens on its socket only, healthy after, when a password login over TCP works."""
+    project = render({"ci": "github", "database": "postgresql"})
+    service = github_workflow(project)["jobs"]["test"]["services"]["postgres"]
+    options = shlex.split(service["options"])
+    health = options[options.index("--health-cmd") + 1]
+    found = engine()
+    ensure_stand_ins(found)
+    (tmp_path / "initdb").mkdir()
+    (tmp_path / "initdb" / "seed.sql").write_text("SELECT pg_sleep(5);\n")
+    name = f"ctf-github-postgres-{uuid.uuid4().hex[:8]}"
+    variables = [arg for k, v in service["env"].items() for arg in ("-e", f"{k}={v}")]
+    started = found.podman(
+        "run", "--detach", "--name", name, *variables,
+        "--volume", f"{tmp_path / 'initdb'}:/docker-entrypoint-initdb.d:ro",
+        canonical(service["image"]),
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+
+    def healthy() -> bool:
+        return found.podman("exec", name, "sh", "-c", health).returncode == 0
+
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            "running /docker-entrypoint-initdb.d/seed.sql" not in found.podman("logs", name).stdout
+        ):
+            assert time.monotonic() < deadline, "the init script did not start within 60 s"
+            time.sleep(0.2)
+        assert not healthy(), f"`{health}` said healthy while the server listens on no network"
+        while not healthy():
+            assert time.monotonic() < deadline, f"`{health}` not healthy within 60 s"
+            time.sleep(0.5)
+        login = found.podman(
+            "exec", "--env", f"PGPASSWORD={service['env']['POSTGRES_PASSWORD']}", name,
+            "psql", "--host=127.0.0.1", f"--username={service['env']['POSTGRES_USER']}",
+            f"--dbname={service['env']['POSTGRES_DB']}", "--command=SELECT 1",
+        )  # fmt: skip
+        assert login.returncode == 0, login.stderr
+    finally:
+        found.podman("rm", "--force", "--time", "0", name)
 
 
 @pytest.mark.combinations(ci="github")
