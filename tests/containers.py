@@ -34,6 +34,7 @@ from python_root import host_pythons
 CACHE = Path(os.environ.get("CONTAINER_CACHE", "/var/cache/copier-twelve-factor/containers"))
 CHROOT = CACHE / "trixie"
 LOCK = CACHE / "lock"
+BUILDS = CACHE / "builds.lock"
 # Within the chroot: the engine's settings, and what builds get mounted (never baked in).
 CHROOT_CONF = Path("/etc/copier-twelve-factor")
 BUILD_PACKAGES = "podman,runc,conmon,netavark,aardvark-dns,nftables,iptables,fuse-overlayfs"
@@ -104,6 +105,14 @@ def run(command: list[str], timeout: float = 600, **kwargs) -> subprocess.Comple
             f"`{' '.join(command)}` exited {result.returncode}\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+@contextlib.contextmanager
+def building() -> Iterator[None]:
+    """Held, shared, by each build in the chroot (Engine.prune_when_no_build_runs)."""
+    with BUILDS.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
 
 
 @contextlib.contextmanager
@@ -267,27 +276,39 @@ class Engine:
         if not str(project).startswith("/tmp/"):
             raise ValueError(f"{project}: the build chroot sees the host's /tmp only")
         dockerfile = (project / "Dockerfile").read_text()
-        self.ensure_base_images(dockerfile)
         reference = f"localhost/{tag}"
-        with tempfile.TemporaryDirectory(dir="/tmp", prefix="ctf-build-") as scratch:
-            used = project / "Dockerfile"
-            if DIGEST.search(dockerfile):
-                used = Path(scratch) / "Dockerfile"
-                used.write_text(DIGEST.sub("", dockerfile))
-            self.build_podman(
-                "build", "--format", "docker", "--pull=never",
-                "-v", f"{CHROOT_CONF / 'ca-certificates.crt'}:{HOST_CA_BUNDLE}:ro",
-                "-v", f"{CHROOT_CONF / 'uv.toml'}:/etc/uv/uv.toml:ro",
-                "-f", str(used), "-t", reference, str(project),
-            )  # fmt: skip
-            archive = Path(scratch) / "image.tar"
-            self.build_podman("save", "--format", "docker-archive", "-o", str(archive), reference)
-            loaded = self.podman("load", "-i", str(archive))
-            if loaded.returncode != 0:
-                raise RuntimeError(f"podman load failed:\n{loaded.stderr}")
-        # What earlier builds of this tag left nameless: run after run, it filled the disk.
-        self.build_podman("image", "prune", "--force")
+        with building():
+            self.ensure_base_images(dockerfile)
+            with tempfile.TemporaryDirectory(dir="/tmp", prefix="ctf-build-") as scratch:
+                used = project / "Dockerfile"
+                if DIGEST.search(dockerfile):
+                    used = Path(scratch) / "Dockerfile"
+                    used.write_text(DIGEST.sub("", dockerfile))
+                self.build_podman(
+                    "build", "--format", "docker", "--pull=never",
+                    "-v", f"{CHROOT_CONF / 'ca-certificates.crt'}:{HOST_CA_BUNDLE}:ro",
+                    "-v", f"{CHROOT_CONF / 'uv.toml'}:/etc/uv/uv.toml:ro",
+                    "-f", str(used), "-t", reference, str(project),
+                )  # fmt: skip
+                archive = Path(scratch) / "image.tar"
+                self.build_podman(
+                    "save", "--format", "docker-archive", "-o", str(archive), reference
+                )
+                loaded = self.podman("load", "-i", str(archive))
+                if loaded.returncode != 0:
+                    raise RuntimeError(f"podman load failed:\n{loaded.stderr}")
+        self.prune_when_no_build_runs()
         return reference
+
+    def prune_when_no_build_runs(self) -> None:
+        """Remove what earlier builds left nameless in the chroot (run after run, it filled the
+        disk), unless a build is under way: its steps' images are nameless until it ends."""
+        with BUILDS.open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            self.build_podman("image", "prune", "--force")
 
     def load_image(self, archive: Path) -> None:
         """Load an image archive (docker-archive or oci) into the host's podman."""
