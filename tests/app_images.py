@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from compose_images import inspect
 from containers import Engine
 from matrix import combination_id
 
@@ -47,19 +48,14 @@ def checkout(project: Path) -> Path:
     return context
 
 
-def image_id(engine: Engine, reference: str) -> str:
-    found = engine.podman("image", "inspect", "--format", "{{.Id}}", reference)
-    return found.stdout.strip() if found.returncode == 0 else ""
-
-
 def app_image(engine: Engine, project: Path, answers: dict[str, str]) -> Built:
     """The project's image, tagged as its compose.yaml names it (SLUG:local)."""
     if project not in _built:
-        earlier = image_id(engine, f"{slug(answers)}:local")
+        earlier = inspect(engine, f"{slug(answers)}:local", "{{ .Id }}")
         start = time.perf_counter()
         reference = engine.build(checkout(project), f"{slug(answers)}:local")
         _built[project] = Built(reference, time.perf_counter() - start)
         print(f"{reference}: built in {_built[project].seconds:.1f} s")
-        if earlier and earlier != image_id(engine, reference):
+        if earlier and earlier != inspect(engine, reference, "{{ .Id }}"):
             engine.podman("rmi", earlier)  # an earlier run's, nameless now; kept while in use
     return _built[project]
