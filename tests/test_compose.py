@@ -45,6 +45,8 @@ PACKAGE = IDENTITY["package_name"]
 # is cut off by `down`, and a 2 s request finishes. Shorter than the default, so that under load
 # the cut-off and the exit stay well inside compose.yaml's 30 s stop_grace_period.
 GRACE_SECONDS = 5
+JOB_SECONDS = GRACE_SECONDS + 5  # the cut-off job's length
+REDELIVERY_SECONDS = GRACE_SECONDS + 15
 UP_BOUND = 120
 ports = itertools.count(18000, 10)
 
@@ -243,7 +245,7 @@ def slow_route_override(project: Path, framework: str, folder: Path, worker: boo
         + (
             f'  worker:\n    environment:\n      SHUTDOWN_GRACE_SECONDS: "{GRACE_SECONDS}"\n'
             f'      JOB_TIME_LIMIT_SECONDS: "{GRACE_SECONDS + 10}"\n'
-            f'      JOB_REDELIVERY_SECONDS: "{GRACE_SECONDS + 15}"\n'
+            f'      JOB_REDELIVERY_SECONDS: "{REDELIVERY_SECONDS}"\n'
             if worker
             else ""
         )
@@ -274,7 +276,7 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
             queue = redis.Redis(port=int(variables["REDIS_HOST_PORT"]))
             sandbox.call(
                 http, "POST", f"http://127.0.0.1:{variables['HOST_PORT']}/jobs/example",
-                {"message": message, "seconds": GRACE_SECONDS + 5},
+                {"message": message, "seconds": JOB_SECONDS},
             )  # fmt: skip
             wait_until(sandbox, lambda: queue.hlen("unacked") == 1, "the job taken", 30)
         in_flight = sandbox.popen(
@@ -302,7 +304,9 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
                 assert not sandbox.call(done), "the job finished before `down`: the test is void"
                 after_up = sandbox.call(queue_state, variables["REDIS_HOST_PORT"])
                 try:
-                    bound = GRACE_SECONDS + 30
+                    # Its redelivery time from its first delivery, its own run, and room for the
+                    # worker's start and the transport's next look at what is unacknowledged.
+                    bound = REDELIVERY_SECONDS + JOB_SECONDS + 15
                     wait_until(sandbox, done, "the cut-off job run after the next up", bound)
                 except AssertionError as missed:
                     # What a failure needs to be told apart: the job lost at `down` (in no
