@@ -39,6 +39,12 @@ def app_env(project: Path, service_env: dict[str, str], **overrides: str) -> dic
     return {**secret, **service_env, **overrides}
 
 
+def worker_env(variables: dict[str, str]) -> dict[str, str]:
+    """A worker's variables, with a free port for its metrics unless they name one: workers of
+    tests running side by side would all take the default."""
+    return {"WORKER_METRICS_PORT": str(free_port()), **variables}
+
+
 def process_env(project: Path, variables: dict[str, str]) -> dict[str, str]:
     """Only the given variables, and a PATH that leads to the project's environment first."""
     return {"PATH": f"{project / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}", **variables}
@@ -155,6 +161,8 @@ class Watched:
 
     def __init__(self, project: Path, process_type: str, variables: dict[str, str]) -> None:
         self.lines: list[str] = []
+        if process_type == "worker":
+            variables = worker_env(variables)
         self.process = subprocess.Popen(
             in_project(procfile(project)[process_type], project), cwd=project, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=process_env(project, variables),

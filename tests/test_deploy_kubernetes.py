@@ -309,7 +309,7 @@ def egress_ports(policy: dict) -> set[tuple[int, str]]:
 
 
 @pytest.mark.combinations(**MANIFESTS_VARY)
-def test_network_policies_let_in_only_web_traffic_and_out_only_dns_and_backing_services(
+def test_network_policies_let_in_only_the_served_ports_and_out_only_dns_and_backing_services(
     rendered: Path, base: list[dict]
 ) -> None:
     ports = backing_ports(rendered)
@@ -319,17 +319,39 @@ def test_network_policies_let_in_only_web_traffic_and_out_only_dns_and_backing_s
         pod_labels = workload["spec"]["template"]["metadata"]["labels"]
         (policy,) = [p for p in policies if selects(p, pod_labels)]
         assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"], component
-        if component == "web":
-            (container,) = pod_spec(workload)["containers"]
-            (port,) = container["ports"]
-            assert policy["spec"]["ingress"] == [
-                {"ports": [{"port": port["name"], "protocol": "TCP"}]}
-            ]
+        (container,) = pod_spec(workload)["containers"]
+        served = [{"port": p["name"], "protocol": "TCP"} for p in container.get("ports", [])]
+        # Web serves requests (and /metrics), the worker its metrics; the release nothing.
+        assert bool(served) == (component in ("web", "worker")), component
+        if served:
+            assert policy["spec"]["ingress"] == [{"ports": served}], component
         else:  # Ingress among the types, and no rule: nothing reaches it.
             assert "ingress" not in policy["spec"], component
         wanted = {(port, "TCP") for name, port in ports.items()
                   if component in BACKING_SERVICES[name]}  # fmt: skip
         assert egress_ports(policy) == DNS | wanted, component
+
+
+@pytest.mark.combinations(**MANIFESTS_VARY)
+def test_prometheus_annotations_name_the_port_each_process_serves_its_metrics_on(
+    base: list[dict],
+) -> None:
+    """The pod annotations Prometheus's pod discovery reads: on the port the process is told to
+    serve /metrics on (PORT for web, WORKER_METRICS_PORT for the worker), which the pod declares."""
+    variable = {"web": "PORT", "worker": "WORKER_METRICS_PORT"}
+    for workload in workloads(base):
+        component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+        annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+        if component not in variable:
+            assert "prometheus.io/scrape" not in annotations, component
+            continue
+        (container,) = pod_spec(workload)["containers"]
+        env = {item["name"]: item.get("value") for item in container.get("env", [])}
+        declared = {str(port["containerPort"]) for port in container["ports"]}
+        assert annotations["prometheus.io/scrape"] == "true", component
+        assert annotations["prometheus.io/path"] == "/metrics", component
+        assert annotations["prometheus.io/port"] == env[variable[component]], component
+        assert annotations["prometheus.io/port"] in declared, component
 
 
 # Release and secrets: the README's and the example's commands.

@@ -35,7 +35,7 @@ from conftest import IDENTITY, IMAGES
 from containers import Engine, base_images, engine
 from matrix import TEMPLATE_ROOT, combination_id
 from probes import slow_requests, with_slow_route
-from processes import app_env, http_get, procfile
+from processes import app_env, http_get, procfile, worker_env
 from servers import free_port
 from worker_faults import not_json_objects, wait_for_result
 
@@ -289,8 +289,9 @@ def test_release_migrates_and_the_worker_runs_a_job_posted_to_web_all_in_contain
         assert status == 200, body
         if "worker" not in commands:
             return
+        for_worker = env_arguments(worker_env(app_env(project, service_env)))
         worker = running.enter_context(
-            container(found, image.reference, "worker", *variables, command=commands["worker"])
+            container(found, image.reference, "worker", *for_worker, command=commands["worker"])
         )
         message = f"from-the-web-container-{uuid.uuid4().hex[:8]}"
         request = urllib.request.Request(

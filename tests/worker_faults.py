@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import IDENTITY
-from processes import process_env, procfile, run_one_off
+from processes import process_env, procfile, run_one_off, worker_env
 from python_root import in_project
 from redis import Redis
 
@@ -74,9 +74,9 @@ class Worker:
 
     def __init__(self, project: Path, variables: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            in_project(procfile(project)["worker"], project), cwd=project,
-            env=process_env(project, variables), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True,
+            in_project(procfile(project)["worker"], project), cwd=project, text=True,
+            env=process_env(project, worker_env(variables)), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True,
         )  # fmt: skip
         self.stdout: list[tuple[float, str]] = []
         self.stderr: list[tuple[float, str]] = []

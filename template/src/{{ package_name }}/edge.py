@@ -2,13 +2,14 @@
 
 It holds what a request must get whatever the app does, and what must not wait for the app's
 threads (which a slow database can take up): the request id, on every log line and echoed
-back; /healthz and /readyz; the body limit, enforced before a body is read past it; the whole
-body read before the app starts, so that a slow client holds no thread; the deadline; and a
-JSON answer to every failure.
+back; /healthz, /readyz and /metrics; each request's count and time; the body limit, enforced
+before a body is read past it; the whole body read before the app starts, so that a slow
+client holds no thread; the deadline; and a JSON answer to every failure.
 """
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,6 +19,7 @@ from structlog.contextvars import bound_contextvars
 
 from .failures import answer_for, error_body, log_failure
 from .health import bounded_readiness, liveness
+from .metrics import CONTENT_TYPE, IN_FLIGHT, UNROUTED, exposition, record
 from .request_id import HEADER, choose_request_id
 
 Scope = MutableMapping[str, Any]
@@ -47,31 +49,39 @@ class Reply:
     def __init__(self, send: Send, request_id: str) -> None:
         self._send = send
         self.request_id = request_id
-        self.started = False  # the response has begun: its status can no longer change
+        self.status: int | None = None  # set once the response has begun
         self.closed = False  # the edge has answered: whatever the app sends later is dropped
 
     async def send(self, message: Message) -> None:
         if self.closed:
             return
         if message["type"] == "http.response.start":
-            self.started = True
+            self.status = message["status"]
             message["headers"] = [*message.get("headers", []), (ID_HEADER, self.id_bytes)]
         await self._send(message)
 
     async def json(self, status: int, body: object) -> None:
         """Answer with a JSON body, unless the app has begun its own answer."""
+        await self.whole(status, b"application/json", json.dumps(body).encode())
+
+    async def whole(self, status: int, content_type: bytes, payload: bytes) -> None:
+        """Answer with this body, unless the app has begun its own answer."""
         if self.started:
             return
-        self.started = True
+        self.status = status
         self.closed = True
-        payload = json.dumps(body).encode()
         headers = [
-            (b"content-type", b"application/json"),
+            (b"content-type", content_type),
             (b"content-length", str(len(payload)).encode()),
             (ID_HEADER, self.id_bytes),
         ]
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         await self._send({"type": "http.response.body", "body": payload})
+
+    @property
+    def started(self) -> bool:
+        """The response has begun: its status can no longer change."""
+        return self.status is not None
 
     @property
     def id_bytes(self) -> bytes:
@@ -95,8 +105,8 @@ class Edge:
         self.request_timeout = request_timeout
         self.max_body_bytes = max_body_bytes
         self.readiness_probes = readiness_probes
-        # Probes run on threads of their own: readiness is answered when the app's are busy.
-        self.probe_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readiness")
+        # Readiness and /metrics run on threads of their own: answered when the app's are busy.
+        self.probe_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probes")
         # Requests answered at their deadline whose app work has not ended yet.
         self.abandoned: set[asyncio.Future[None]] = set()
 
@@ -109,19 +119,37 @@ class Edge:
         request_id = choose_request_id(incoming.decode("latin-1"))
         # The app reads the id from the header: the one chosen here, whatever the client sent.
         scope["headers"] = [*headers, (ID_HEADER, request_id.encode())]
-        with bound_contextvars(request_id=request_id):
-            await self.handle(scope, receive, Reply(send, request_id))
+        reply = Reply(send, request_id)
+        started = time.perf_counter()
+        IN_FLIGHT.inc()
+        try:
+            with bound_contextvars(request_id=request_id):
+                await self.handle(scope, receive, reply)
+        finally:
+            IN_FLIGHT.dec()
+            if reply.status is not None:  # a client gone before its answer is not counted
+                route = scope.get("route")
+                # FastAPI leaves its route object in the scope; Flask's app, its rule (app.py).
+                route = getattr(route, "path", route) or UNROUTED
+                record(route, scope["method"], reply.status, time.perf_counter() - started)
 
     async def handle(self, scope: Scope, receive: Receive, reply: Reply) -> None:
-        probe = scope["method"] in ("GET", "HEAD")
-        if probe and scope["path"] == "/healthz":
-            await reply.json(200, liveness())
-            return
-        if probe and scope["path"] == "/readyz":
-            ready, report = await bounded_readiness(
-                self.readiness_probes, PROBE_SECONDS, self.probe_threads
-            )
-            await reply.json(200 if ready else 503, report)
+        path = scope["path"]
+        if scope["method"] in ("GET", "HEAD") and path in ("/healthz", "/readyz", "/metrics"):
+            scope["route"] = path
+            if path == "/healthz":
+                await reply.json(200, liveness())
+            elif path == "/readyz":
+                ready, report = await bounded_readiness(
+                    self.readiness_probes, PROBE_SECONDS, self.probe_threads
+                )
+                await reply.json(200 if ready else 503, report)
+            else:
+                # Reading every server process's numbers is file work: off the event loop.
+                numbers = await asyncio.get_running_loop().run_in_executor(
+                    self.probe_threads, exposition
+                )
+                await reply.whole(200, CONTENT_TYPE.encode(), numbers)
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from . import metrics_directory
 from .logging import configure_logging
 from .settings import load_settings
 
@@ -50,6 +51,8 @@ def main() -> None:
     settings = load_settings()
     configure_logging(settings, server_processors=[access_fields])
     signal.signal(signal.SIGTERM, drained)
+    # Before the server's processes start: they all write their numbers there (metrics.py).
+    metrics_directory.share()
     uvicorn.run(
         f"{__name__}:serve_app",
         factory=True,

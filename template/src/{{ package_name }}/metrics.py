@@ -1,0 +1,74 @@
+"""The web process's numbers, in Prometheus's text format at GET /metrics (edge.py).
+
+Requests are counted by route template (`/notes/{note_id}`, never the path asked for, so that
+the label values are as few as the routes), method and status. With WEB_CONCURRENCY > 1, each
+server process writes its numbers to the directory metrics_directory.py shares, and /metrics
+adds them up: one set of numbers for the whole server, whichever process answers.
+"""
+
+import os
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from .metrics_directory import VARIABLE
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The route of a request answered before it reached one: an unknown path, a body too large.
+UNROUTED = "(unrouted)"
+# Any other method (a server may pass on any token) is counted as OTHER: the labels stay few.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+REQUESTS = Counter(
+    "http_requests",
+    "Requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+)
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer a request, by route template and method.",
+    ["route", "method"],
+)
+# livesum: the requests of the server's live processes, those of a process gone not counted.
+IN_FLIGHT = Gauge(
+    "http_requests_in_flight", "Requests being answered.", multiprocess_mode="livesum"
+)
+
+
+def record(route: str, method: str, status: int, seconds: float) -> None:
+    method = method if method in METHODS else "OTHER"
+    REQUESTS.labels(route, method, str(status)).inc()
+    LATENCY.labels(route, method).observe(seconds)
+
+
+def exposition() -> bytes:
+    """Every number of the server, added up over its processes, in the text format."""
+    directory = os.environ.get(VARIABLE)
+    if directory is None:  # one process, not started by the web command (the tests' app)
+        return generate_latest(REGISTRY)
+    forget_processes_gone(Path(directory))
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, directory)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+def forget_processes_gone(directory: Path) -> None:
+    """Drop the live gauges of server processes that died (a worker replaced after kill -9):
+    their in-flight requests and pool connections are no longer anyone's."""
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+        except PermissionError:  # alive, as another user
+            continue
