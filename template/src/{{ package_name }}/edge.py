@@ -44,20 +44,38 @@ class ClientGone(Exception):
 
 
 class Reply:
-    """The response to one request, sent by the app or, when it cannot, by the edge."""
+    """The response to one request, sent by the app or, when it cannot, by the edge.
 
-    def __init__(self, send: Send, request_id: str) -> None:
+    `ended` is called once with the status (None if no answer began) when the answer is whole,
+    before its last bytes go out (so that a client holding its answer finds it counted), or,
+    for an answer never finished, when the edge is done with the request.
+    """
+
+    def __init__(self, send: Send, request_id: str, ended: Callable[[int | None], None]) -> None:
         self._send = send
+        self._ended = ended
         self.request_id = request_id
         self.status: int | None = None  # set once the response has begun
         self.closed = False  # the edge has answered: whatever the app sends later is dropped
+        self.finished = False
+        self.unsent: int | None = None  # bytes of the declared Content-Length still to send
 
     async def send(self, message: Message) -> None:
         if self.closed:
             return
         if message["type"] == "http.response.start":
             self.status = message["status"]
-            message["headers"] = [*message.get("headers", []), (ID_HEADER, self.id_bytes)]
+            headers = message.get("headers", [])
+            length = next((v for k, v in headers if k.lower() == b"content-length"), None)
+            self.unsent = int(length) if length is not None else None
+            message["headers"] = [*headers, (ID_HEADER, self.id_bytes)]
+        elif message["type"] == "http.response.body":
+            if self.unsent is not None:
+                self.unsent -= len(message.get("body", b""))
+            # Whole: the declared length sent (a2wsgi sends an empty last part after it).
+            sent_all = self.unsent is not None and self.unsent <= 0
+            if sent_all or not message.get("more_body", False):
+                self.finish()
         await self._send(message)
 
     async def json(self, status: int, body: object) -> None:
@@ -76,7 +94,13 @@ class Reply:
             (ID_HEADER, self.id_bytes),
         ]
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        self.finish()
         await self._send({"type": "http.response.body", "body": payload})
+
+    def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self._ended(self.status)
 
     @property
     def started(self) -> bool:
@@ -119,19 +143,23 @@ class Edge:
         request_id = choose_request_id(incoming.decode("latin-1"))
         # The app reads the id from the header: the one chosen here, whatever the client sent.
         scope["headers"] = [*headers, (ID_HEADER, request_id.encode())]
-        reply = Reply(send, request_id)
         started = time.perf_counter()
         IN_FLIGHT.inc()
+
+        def ended(status: int | None) -> None:
+            IN_FLIGHT.dec()
+            if status is not None:  # a client gone before its answer began is not counted
+                # FastAPI leaves its route object in the scope; Flask's app, its rule (app.py).
+                route = scope.get("route")
+                route = getattr(route, "path", route) or UNROUTED
+                record(route, scope["method"], status, time.perf_counter() - started)
+
+        reply = Reply(send, request_id, ended)
         try:
             with bound_contextvars(request_id=request_id):
                 await self.handle(scope, receive, reply)
         finally:
-            IN_FLIGHT.dec()
-            if reply.status is not None:  # a client gone before its answer is not counted
-                route = scope.get("route")
-                # FastAPI leaves its route object in the scope; Flask's app, its rule (app.py).
-                route = getattr(route, "path", route) or UNROUTED
-                record(route, scope["method"], reply.status, time.perf_counter() - started)
+            reply.finish()
 
     async def handle(self, scope: Scope, receive: Receive, reply: Reply) -> None:
         path = scope["path"]
