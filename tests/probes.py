@@ -142,6 +142,38 @@ def with_slow_route(project: Path, framework: str, seconds: float) -> Path:
     return folder
 
 
+# The message quotes SENTRY_DSN, a secret setting: an error report must not (test_error_reports).
+FAILING_ROUTE = """
+def fail():
+    import os
+    dsn = os.environ.get("SENTRY_DSN", "")
+    raise RuntimeError("an unexpected failure, put in by the test " + dsn)
+ADD_ROUTE
+"""
+ADD_ROUTE = {
+    "fastapi": 'app.add_api_route("/fail", fail)',
+    "flask": 'app.add_url_rule("/fail", "fail", fail)',
+}
+
+
+def with_failing_route(project: Path, framework: str) -> Path:
+    """A sitecustomize that wraps the real app factory to add /fail: test-only, never shipped."""
+    folder = project.parent / f"{project.name}-failing-route"
+    folder.mkdir(exist_ok=True)
+    route = FAILING_ROUTE.replace("ADD_ROUTE", ADD_ROUTE[framework]).replace("\n", "\n    ")
+    (folder / "sitecustomize.py").write_text(
+        f"import {package_of(project)}.app as module\n"
+        "real_create_app = module.create_app\n"
+        "def create_app(settings):\n"
+        "    service = real_create_app(settings)\n"
+        # The framework's app, held by the layer in front of it where there is one.
+        f"    app = getattr(service, 'framework_app', service){route}\n"
+        "    return service\n"
+        "module.create_app = create_app\n"
+    )
+    return folder
+
+
 def slow_requests(base_url: str, count: int) -> tuple[list[threading.Thread], list[object]]:
     """`count` requests to /slow, started in threads; each one's status (or error) is appended
     to the list as it ends."""

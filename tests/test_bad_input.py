@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from probes import package_of
+from probes import with_failing_route
 from processes import Running, app_env, run_process, running_web
 
 # The service's behaviour: the fewest code combinations that meet every pair of answers, the
@@ -194,35 +194,6 @@ def test_fastapi_serves_its_openapi_document_with_api_docs_true(combination, pro
         reply = get(web.base_url + "/openapi.json")
     assert reply.status == 200, f"/openapi.json answered {reply.status} with API_DOCS=true"
     assert "openapi" in json.loads(reply.body)
-
-
-FAILING_ROUTE = """
-def fail():
-    raise RuntimeError("an unexpected failure, put in by the test")
-ADD_ROUTE
-"""
-ADD_ROUTE = {
-    "fastapi": 'app.add_api_route("/fail", fail)',
-    "flask": 'app.add_url_rule("/fail", "fail", fail)',
-}
-
-
-def with_failing_route(project: Path, framework: str) -> Path:
-    """A sitecustomize that wraps the real app factory to add /fail: test-only, never shipped."""
-    folder = project.parent / f"{project.name}-failing-route"
-    folder.mkdir(exist_ok=True)
-    route = FAILING_ROUTE.replace("ADD_ROUTE", ADD_ROUTE[framework]).replace("\n", "\n    ")
-    (folder / "sitecustomize.py").write_text(
-        f"import {package_of(project)}.app as module\n"
-        "real_create_app = module.create_app\n"
-        "def create_app(settings):\n"
-        "    service = real_create_app(settings)\n"
-        # The framework's app, held by the layer in front of it where there is one.
-        f"    app = getattr(service, 'framework_app', service){route}\n"
-        "    return service\n"
-        "module.create_app = create_app\n"
-    )
-    return folder
 
 
 def test_an_unexpected_error_is_a_json_500_with_its_request_id_and_a_logged_traceback(

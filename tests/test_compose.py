@@ -46,7 +46,10 @@ PACKAGE = IDENTITY["package_name"]
 # the cut-off and the exit stay well inside compose.yaml's 30 s stop_grace_period.
 GRACE_SECONDS = 5
 JOB_SECONDS = GRACE_SECONDS + 5  # the cut-off job's length
-REDELIVERY_SECONDS = GRACE_SECONDS + 15
+# Room for the job's Redis connection to stall under load (with 5 s, the time limit stopped the
+# rerun job once, in a run with cold caches), and the redelivery longer, as the settings require.
+TIME_LIMIT_SECONDS = JOB_SECONDS + 20
+REDELIVERY_SECONDS = TIME_LIMIT_SECONDS + 5
 UP_BOUND = 120
 ports = itertools.count(18000, 10)
 
@@ -244,7 +247,7 @@ def slow_route_override(project: Path, framework: str, folder: Path, worker: boo
         """)
         + (
             f'  worker:\n    environment:\n      SHUTDOWN_GRACE_SECONDS: "{GRACE_SECONDS}"\n'
-            f'      JOB_TIME_LIMIT_SECONDS: "{GRACE_SECONDS + 10}"\n'
+            f'      JOB_TIME_LIMIT_SECONDS: "{TIME_LIMIT_SECONDS}"\n'
             f'      JOB_REDELIVERY_SECONDS: "{REDELIVERY_SECONDS}"\n'
             if worker
             else ""

@@ -57,7 +57,7 @@ def configure_logging(
     logging.captureWarnings(True)
 
     structlog.configure(
-        processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared_processors, wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -70,3 +70,14 @@ def drop_positional_args(
     """The message already holds a record's arguments; they are not logged twice."""
     event.pop("positional_args", None)
     return event
+
+
+def wrap_for_formatter(
+    logger: logging.Logger, name: str, event: structlog.typing.EventDict
+) -> tuple[tuple[object, ...], dict[str, object]]:
+    """structlog's hand-over to the standard library, with the event's error on the record too:
+    other handlers (Sentry's, error_reports.py) see it; the JSON line renders it once."""
+    args, kwargs = structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, name, event)
+    if event.get("exc_info"):
+        return args, {**kwargs, "exc_info": event["exc_info"]}
+    return args, dict(kwargs)

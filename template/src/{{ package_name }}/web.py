@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from . import metrics_directory
+from .error_reports import start_error_reports
 from .logging import configure_logging
 from .settings import load_settings
 
@@ -39,6 +40,7 @@ def serve_app() -> Edge:
 
     settings = load_settings()
     configure_logging(settings, server_processors=[access_fields])
+    start_error_reports(settings)
     return create_app(settings)
 
 

@@ -1,0 +1,115 @@
+"""Error reports to Sentry on every code combination, received by a local Sentry project
+(receivers.py): an unexpected error is one event with its request id and release and no secret;
+with no SENTRY_DSN, the SDK is not even loaded."""
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from probes import package_of, with_failing_route
+from processes import Watched, app_env, run_one_off, running_web
+from receivers import SENTRY_KEY, SentryProject
+
+# Values no event may hold: the test's secrets, and what a client sends to authenticate.
+CANARY = "canary-" + uuid.uuid4().hex
+RELEASE = "0123abc"
+
+
+@pytest.fixture
+def sentry() -> Iterator[SentryProject]:
+    project = SentryProject()
+    yield project
+    project.close()
+
+
+def secrets(env: dict[str, str]) -> dict[str, str]:
+    """The service's secrets, each holding the canary (PostgreSQL here trusts any password)."""
+    changed = {}
+    if "SECRET_KEY" in env:
+        changed["SECRET_KEY"] = f"{CANARY}-secret-key-at-least-32-characters"
+    if "DATABASE_URL" in env:
+        scheme, _, place = env["DATABASE_URL"].partition("://")
+        user, _, host = place.partition("@")
+        changed["DATABASE_URL"] = f"{scheme}://{user}:{CANARY}-db@{host}"
+    return changed
+
+
+def test_an_unexpected_error_is_one_event_with_its_request_id_and_release_and_no_secret(
+    combination: dict[str, str], project: Path, service_env: dict[str, str], sentry
+) -> None:
+    env = app_env(project, service_env)
+    env = {
+        **env,
+        **secrets(env),
+        "SENTRY_DSN": sentry.dsn,
+        "SENTRY_RELEASE": RELEASE,
+        "PYTHONPATH": str(with_failing_route(project, combination["web_framework"])),
+    }
+    request_id = f"report-{uuid.uuid4().hex[:8]}"
+    with running_web(project, env) as web:
+        request = urllib.request.Request(
+            f"{web.base_url}/fail",
+            headers={
+                "X-Request-ID": request_id,
+                "Authorization": f"Bearer {CANARY}-token",
+                "Cookie": f"session={CANARY}-cookie",
+            },
+        )
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(request, timeout=10)
+        assert answered.value.code == 500
+        events = sentry.wait_for_events(1)
+    assert len(events) == 1, f"{len(events)} events for one error"
+    (event,) = events
+    assert event["tags"]["request_id"] == request_id
+    assert event["release"] == RELEASE
+    (error,) = [e for e in event["exception"]["values"] if e["type"] == "RuntimeError"]
+    # The error's message quoted SENTRY_DSN (probes.FAILING_ROUTE): it is scrubbed.
+    assert "[Filtered]" in error["value"], error["value"]
+    sent = b"".join(sentry.envelopes).decode()
+    assert CANARY not in sent, "a secret reached Sentry"
+    assert SENTRY_KEY not in json.dumps(event), "the DSN reached Sentry in an event"
+
+
+def test_with_no_sentry_dsn_the_web_process_does_not_load_sentry(
+    project: Path, service_env: dict[str, str]
+) -> None:
+    """The web process's app, built as each server process builds it (web.serve_app)."""
+    code = (
+        f"import sys; from {package_of(project)}.web import serve_app; serve_app(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sentry_sdk'))"
+    )
+    result = run_one_off(project, ["python", "-c", code], app_env(project, service_env))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert result.stderr == ""
+
+
+@pytest.mark.combinations(worker="celery")
+def test_a_job_that_raises_is_one_event_from_the_worker_with_its_release_and_no_secret(
+    project: Path, service_env: dict[str, str], sentry
+) -> None:
+    env = {**app_env(project, service_env), "SENTRY_DSN": sentry.dsn, "SENTRY_RELEASE": RELEASE}
+    worker = Watched(project, "worker", env)
+    try:
+        worker.wait_for_line("ready")
+        # Arguments the example job does not take: it raises a TypeError in the pool's process.
+        code = (
+            f"from {package_of(project)}.jobs import create_queue; "
+            f"from {package_of(project)}.settings import load_settings; "
+            "create_queue(load_settings()).send_task('example', args=[])"
+        )
+        sent = run_one_off(project, ["python", "-c", code], env)
+        assert sent.returncode == 0, sent.stderr
+        events = sentry.wait_for_events(1)
+    finally:
+        worker.stop()
+    assert len(events) == 1, f"{len(events)} events for one failed job"
+    (event,) = events
+    assert event["release"] == RELEASE
+    assert [e["type"] for e in event["exception"]["values"]][-1] == "TypeError"
+    assert SENTRY_KEY not in json.dumps(event), "the DSN reached Sentry in an event"
