@@ -117,10 +117,10 @@ def make_users_edits(project: Path) -> None:
     # (Not a settings default: 0.3.0 moves the settings' fields, a real conflict by design.)
     edit(project / f"src/{PACKAGE}/request_id.py", "{1,128}", "{1,64}")
     edit(project / "tests/test_request_id.py", '"x" * 200', '"x" * 100')
+    # At the list's head: the template adds its own dependencies in alphabetical order, so an
+    # addition next to one of them (after pydantic-settings, say) meets it in a conflict.
     edit(
-        project / "pyproject.toml",
-        '    "pydantic-settings>=2.6",\n',
-        '    "pydantic-settings>=2.6",\n    "orjson>=3.10",\n',
+        project / "pyproject.toml", "dependencies = [\n", 'dependencies = [\n    "orjson>=3.10",\n'
     )
     description = f"{IDENTITY['description']}\n"
     edit(project / "README.md", description, description + OUR_NOTES)
