@@ -17,6 +17,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
@@ -62,9 +63,12 @@ def record(route: str, method: str, status: int, seconds: float) -> None:
 
 def exposition() -> bytes:
     """Every number of the server, added up over its processes, in the text format."""
-    directory = os.environ.get(VARIABLE)
-    if directory is None:  # one process, not started by the web command (the tests' app)
+    # Where prometheus_client keeps the numbers, as it chose when first imported: in memory for
+    # a process not started by the web command (the tests' app), or imported before the command
+    # shared the directory (by a sitecustomize, say) in a server of one process.
+    if values.ValueClass is values.MutexValue:
         return generate_latest(REGISTRY)
+    directory = os.environ[VARIABLE]
     forget_processes_gone(Path(directory))
     registry = CollectorRegistry()
     MultiProcessCollector(registry, directory)  # type: ignore[no-untyped-call]
