@@ -70,7 +70,7 @@ class SentryProject:
             if headers.get("type") == "event"
         ]
 
-    def wait_for_events(self, count: int, timeout: float = 15, settle: float = 1.0) -> list[dict]:
+    def wait_for_events(self, count: int, timeout: float = 15, settle: float = 0.5) -> list[dict]:
         """The events, once `count` have come and no more came for `settle` seconds."""
         deadline = time.monotonic() + timeout
         while len(self.events()) < count and time.monotonic() < deadline:
