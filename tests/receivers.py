@@ -1,12 +1,20 @@
 """Stand-ins for what a service reports to, over real HTTP on this machine: a Sentry project
-that keeps the envelopes the SDK sends it."""
+that keeps the envelopes the SDK sends it, and an OpenTelemetry collector's OTLP/HTTP traces
+endpoint that keeps the spans it is sent, decoded from the real protobuf."""
 
 import gzip
 import json
 import threading
 import time
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 SENTRY_KEY = "0123456789abcdef0123456789abcdef"
 
@@ -38,14 +46,7 @@ class SentryProject:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                encoding = self.headers.get("Content-Encoding", "identity")
-                if encoding == "gzip":
-                    body = gzip.decompress(body)
-                elif encoding == "deflate":
-                    body = zlib.decompress(body)
-                else:
-                    assert encoding == "identity", f"an envelope in {encoding}"
-                received.append(body)
+                received.append(decoded(body, self.headers.get("Content-Encoding", "identity")))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
@@ -77,6 +78,101 @@ class SentryProject:
             time.sleep(0.05)
         time.sleep(settle)
         return self.events()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def decoded(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    assert encoding == "identity", f"a body in {encoding}"
+    return body
+
+
+@dataclass(frozen=True)
+class Span:
+    """One received span, its ids in hex as log lines and trace viewers show them."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str  # empty for a trace's root
+    name: str
+    service: str  # the resource's service.name
+    attributes: dict
+
+
+def attribute_value(value) -> object:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+class OtlpCollector:
+    """An OTLP/HTTP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:PORT) that accepts
+    traces at /v1/traces in protobuf, as a collector does, and keeps their spans."""
+
+    def __init__(self) -> None:
+        self.received: list[Span] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path != "/v1/traces":
+                    self.send_error(404)
+                    return
+                assert self.headers["Content-Type"] == "application/x-protobuf"
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(
+                    decoded(body, self.headers.get("Content-Encoding", "identity"))
+                )
+                for resource_spans in request.resource_spans:
+                    resource = {
+                        a.key: attribute_value(a.value) for a in resource_spans.resource.attributes
+                    }
+                    for scope_spans in resource_spans.scope_spans:
+                        for span in scope_spans.spans:
+                            received.append(
+                                Span(
+                                    trace_id=span.trace_id.hex(),
+                                    span_id=span.span_id.hex(),
+                                    parent_span_id=span.parent_span_id.hex(),
+                                    name=span.name,
+                                    service=str(resource.get("service.name", "")),
+                                    attributes={
+                                        a.key: attribute_value(a.value) for a in span.attributes
+                                    },
+                                )
+                            )
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def wait_for_spans(
+        self, enough: Callable[[list[Span]], bool], timeout: float = 15
+    ) -> list[Span]:
+        """The spans received, once `enough` holds for them (or the timeout has passed)."""
+        deadline = time.monotonic() + timeout
+        while not enough(list(self.received)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.received)
 
     def close(self) -> None:
         self.server.shutdown()
