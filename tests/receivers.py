@@ -36,21 +36,25 @@ def envelope_items(data: bytes) -> list[tuple[dict, bytes]]:
     return items
 
 
-class SentryProject:
-    """A Sentry project at http://127.0.0.1:PORT/1: what it was sent, raw and as events."""
+class Receiver:
+    """An HTTP server on a free local port, on a thread: each POST's body, decoded, goes to
+    `receive(path, content_type, body)`, which returns the answer's status, type and body."""
 
     def __init__(self) -> None:
-        self.envelopes: list[bytes] = []
-        received = self.envelopes
+        receive = self.receive
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(decoded(body, self.headers.get("Content-Encoding", "identity")))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                body = decoded(body, self.headers.get("Content-Encoding", "identity"))
+                status, content_type, answer = receive(
+                    self.path, self.headers.get("Content-Type", ""), body
+                )
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(answer)
 
             def log_message(self, *_args: object) -> None:
                 pass
@@ -60,8 +64,40 @@ class SentryProject:
         self.thread.start()
 
     @property
+    def port(self) -> int:
+        return self.server.server_port
+
+    def receive(self, path: str, content_type: str, body: bytes) -> tuple[int, str, bytes]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def decoded(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    assert encoding == "identity", f"a body in {encoding}"
+    return body
+
+
+class SentryProject(Receiver):
+    """A Sentry project at http://127.0.0.1:PORT/1: what it was sent, raw and as events."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[bytes] = []
+        super().__init__()
+
+    def receive(self, _path: str, _content_type: str, body: bytes) -> tuple[int, str, bytes]:
+        self.envelopes.append(body)
+        return 200, "application/json", b"{}"
+
+    @property
     def dsn(self) -> str:
-        return f"http://{SENTRY_KEY}@127.0.0.1:{self.server.server_port}/1"
+        return f"http://{SENTRY_KEY}@127.0.0.1:{self.port}/1"
 
     def events(self) -> list[dict]:
         return [
@@ -78,19 +114,6 @@ class SentryProject:
             time.sleep(0.05)
         time.sleep(settle)
         return self.events()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def decoded(body: bytes, encoding: str) -> bytes:
-    if encoding == "gzip":
-        return gzip.decompress(body)
-    if encoding == "deflate":
-        return zlib.decompress(body)
-    assert encoding == "identity", f"a body in {encoding}"
-    return body
 
 
 @dataclass(frozen=True)
@@ -110,60 +133,39 @@ def attribute_value(value) -> object:
     return getattr(value, kind) if kind else None
 
 
-class OtlpCollector:
+class OtlpCollector(Receiver):
     """An OTLP/HTTP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:PORT) that accepts
     traces at /v1/traces in protobuf, as a collector does, and keeps their spans."""
 
     def __init__(self) -> None:
         self.received: list[Span] = []
-        received = self.received
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path != "/v1/traces":
-                    self.send_error(404)
-                    return
-                assert self.headers["Content-Type"] == "application/x-protobuf"
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(
-                    decoded(body, self.headers.get("Content-Encoding", "identity"))
-                )
-                for resource_spans in request.resource_spans:
-                    resource = {
-                        a.key: attribute_value(a.value) for a in resource_spans.resource.attributes
-                    }
-                    for scope_spans in resource_spans.scope_spans:
-                        for span in scope_spans.spans:
-                            received.append(
-                                Span(
-                                    trace_id=span.trace_id.hex(),
-                                    span_id=span.span_id.hex(),
-                                    parent_span_id=span.parent_span_id.hex(),
-                                    name=span.name,
-                                    service=str(resource.get("service.name", "")),
-                                    attributes={
-                                        a.key: attribute_value(a.value) for a in span.attributes
-                                    },
-                                )
-                            )
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def receive(self, path: str, content_type: str, body: bytes) -> tuple[int, str, bytes]:
+        if path != "/v1/traces":
+            return 404, "text/plain", b"traces only"
+        assert content_type == "application/x-protobuf", content_type
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource_spans in request.resource_spans:
+            resource = {a.key: attribute_value(a.value) for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                self.received += [
+                    Span(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        name=span.name,
+                        service=str(resource.get("service.name", "")),
+                        attributes={a.key: attribute_value(a.value) for a in span.attributes},
+                    )
+                    for span in scope_spans.spans
+                ]
+        return 200, "application/x-protobuf", ExportTraceServiceResponse().SerializeToString()
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def wait_for_spans(
         self, enough: Callable[[list[Span]], bool], timeout: float = 15
@@ -173,7 +175,3 @@ class OtlpCollector:
         while not enough(list(self.received)) and time.monotonic() < deadline:
             time.sleep(0.05)
         return list(self.received)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
