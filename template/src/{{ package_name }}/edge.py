@@ -21,6 +21,7 @@ from .failures import answer_for, error_body, log_failure
 from .health import bounded_readiness, liveness
 from .metrics import CONTENT_TYPE, IN_FLIGHT, UNROUTED, exposition, record
 from .request_id import HEADER, choose_request_id
+from .tracing import name_request_span
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -153,6 +154,7 @@ class Edge:
                 route = scope.get("route")
                 route = getattr(route, "path", route) or UNROUTED
                 record(route, scope["method"], status, time.perf_counter() - started)
+                name_request_span(scope, route)
 
         reply = Reply(send, request_id, ended)
         try:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import structlog
 
 from .settings import Settings
+from .tracing import add_trace_ids, tracing_on
 
 
 def configure_logging(
@@ -22,6 +23,7 @@ def configure_logging(
     """
     shared_processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        *([add_trace_ids] if tracing_on(settings) else []),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),

@@ -16,11 +16,12 @@ from . import metrics_directory
 from .error_reports import start_error_reports
 from .logging import configure_logging
 from .settings import load_settings
+from .tracing import start_tracing, trace_requests, tracing_on
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, WrappedLogger
 
-    from .edge import Edge
+    from .edge import ASGIApp
 
 
 def access_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
@@ -32,7 +33,7 @@ def access_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> Eve
     return event
 
 
-def serve_app() -> Edge:
+def serve_app() -> ASGIApp:
     """The app of one server process; each worker process builds its own."""
     # Imported once the settings are valid (main): a configuration error stops the process in
     # a fifth of the time, before the framework and the libraries load.
@@ -41,7 +42,9 @@ def serve_app() -> Edge:
     settings = load_settings()
     configure_logging(settings, server_processors=[access_fields])
     start_error_reports(settings)
-    return create_app(settings)
+    start_tracing(settings)  # before the app's database engine and queue are made
+    edge = create_app(settings)
+    return trace_requests(edge) if tracing_on(settings) else edge
 
 
 def drained(_signal: int, _frame: object) -> None:

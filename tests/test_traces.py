@@ -1,0 +1,121 @@
+"""OpenTelemetry traces on every code combination, received by a local OTLP/HTTP collector
+(receivers.py): the requests a caller sends in its trace come back in that trace, each named by
+its route, with the SQL statements it ran, the job it enqueued and that job's run in the worker;
+the log lines written for them carry the trace's id; the probes send nothing. With no collector
+set, the SDK is not even loaded (test_error_reports.py)."""
+
+import json
+import tomllib
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from processes import Watched, app_env, run_process, running_web
+from receivers import OtlpCollector, Span
+
+
+@pytest.fixture
+def collector() -> Iterator[OtlpCollector]:
+    receiver = OtlpCollector()
+    yield receiver
+    receiver.close()
+
+
+def send(url: str, headers: dict[str, str], body: object = None) -> int:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, headers={**headers, "Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def one(spans: list[Span], name: str) -> Span:
+    found = [span for span in spans if span.name == name]
+    assert len(found) == 1, f"{len(found)} spans named {name!r} in {spans}"
+    return found[0]
+
+
+def log_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_a_callers_trace_holds_each_request_by_route_with_its_sql_job_and_redis_spans_and_logs(
+    combination: dict[str, str], project: Path, service_env: dict[str, str], collector
+) -> None:
+    database = combination["database"] == "postgresql"
+    worker = combination["worker"] == "celery"
+    trace_id, caller = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    # The caller's own span, as a client or a proxy in front of the service sends it.
+    headers = {"traceparent": f"00-{trace_id}-{caller}-01"}
+    env = {
+        **app_env(project, service_env),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",  # milliseconds: spans sent as they end, near enough
+    }
+    # The requests sent, by the path asked for, with their status and the span name expected.
+    requests = {"/no-such-path": (None, 404, "GET")}
+    if database:
+        assert run_process(project, "release", env).returncode == 0
+        requests["/notes"] = ({"text": "traced"}, 201, "POST /notes")
+    if worker:
+        requests["/jobs/example"] = ({"message": "traced"}, 202, "POST /jobs/example")
+
+    def complete(spans: list[Span]) -> bool:
+        names = {span.name for span in spans}
+        wanted = {name for _body, _status, name in requests.values()}
+        if worker:
+            wanted |= {"run/example", "RPUSH"}
+        return wanted <= names
+
+    with ExitStack() as stack:
+        jobs = Watched(project, "worker", env) if worker else None
+        if jobs is not None:
+            stack.callback(jobs.stop)
+            jobs.wait_for_line("ready")
+        web = stack.enter_context(running_web(project, env))
+        # Readiness asks every backing service (SELECT 1, PING): no span, no trace of its own.
+        assert web.get("/readyz")[0] == 200
+        for path, (body, status, _name) in requests.items():
+            assert send(web.base_url + path, headers, body) == status, path
+        spans = collector.wait_for_spans(complete)
+    assert complete(spans), f"spans received: {[span.name for span in spans]}"
+
+    assert {span.trace_id for span in spans} == {trace_id}, "a span outside the caller's trace"
+    service = tomllib.loads((project / "pyproject.toml").read_text())["project"]["name"]
+    assert {span.service for span in spans} == {service}
+    served = {path: one(spans, name) for path, (_body, _status, name) in requests.items()}
+    for path, span in served.items():
+        assert span.parent_span_id == caller, path
+        assert span.attributes.get("http.route") == (None if path == "/no-such-path" else path)
+
+    if database:
+        inserts = [span for span in spans if span.name == "INSERT"]
+        assert [span.parent_span_id for span in inserts] == [served["/notes"].span_id]
+        assert inserts[0].attributes["db.system"] == "postgresql"
+    if worker:
+        enqueued = one(spans, "apply_async/example")
+        run = one(spans, "run/example")
+        assert enqueued.parent_span_id == served["/jobs/example"].span_id
+        assert run.parent_span_id == enqueued.span_id
+        assert one(spans, "RPUSH").parent_span_id == run.span_id
+        done = [
+            line for line in log_lines("".join(jobs.lines)) if line["message"] == "example job done"
+        ]
+        assert [(line.get("trace_id"), line.get("span_id")) for line in done] == [
+            (trace_id, run.span_id)
+        ]
+
+    access = [line for line in log_lines(web.stdout) if line["logger"] == "uvicorn.access"]
+    for path, span in served.items():
+        (line,) = [line for line in access if line["path"] == path]
+        assert (line.get("trace_id"), line.get("span_id")) == (trace_id, span.span_id), path
+    (probe,) = [line for line in access if line["path"] == "/readyz"]
+    assert "trace_id" not in probe
