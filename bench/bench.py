@@ -24,6 +24,7 @@ from bare_apps import write_bare_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from probes import SLOW_ROUTE, with_slow_route  # the tests' folder, put on sys.path above
+from receivers import Receiver
 
 RESULTS = rendering.ROOT / "bench" / "results"
 FRAMEWORKS = ("fastapi", "flask")
@@ -135,6 +136,17 @@ def bench_harness(out: Samples, run: int, template: Path, work: Path) -> None:
 
 
 VARIANTS = ("rendered", "bare with access log", "bare without access log")
+# The rendered service with its traces sent to an OTLP endpoint (Sink); the other variants
+# run it as it ships, with no collector set: traces off.
+TRACED = "rendered, traces exported"
+
+
+class Sink(Receiver):
+    """An OTLP/HTTP endpoint that takes every batch of spans and keeps none: what exporting
+    costs the service, without a collector's own work on the same two cores."""
+
+    def receive(self, _path: str, _content_type: str, _body: bytes) -> tuple[int, str, bytes]:
+        return 200, "application/x-protobuf", b""  # an empty ExportTraceServiceResponse
 
 
 @dataclass
@@ -145,12 +157,14 @@ class Service:
     project: Path
     bare_dir: Path
     route_dir: Path  # the rendered service's sitecustomize adding the test-only route
+    traces_to: str  # the Sink's address
 
     def launch(self, variant: str, workers: int = 1, route: bool = False) -> serving.Launch:
-        if variant == "rendered" and route:
-            return serving.rendered(self.project, workers, PYTHONPATH=str(self.route_dir))
-        if variant == "rendered":
-            return serving.rendered(self.project, workers)
+        if variant in ("rendered", TRACED):
+            variables = {"PYTHONPATH": str(self.route_dir)} if route else {}
+            if variant == TRACED:
+                variables["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.traces_to
+            return serving.rendered(self.project, workers, **variables)
         with_log = variant == "bare with access log"
         return serving.bare(self.project, self.bare_dir, self.framework, workers, with_log)
 
@@ -159,14 +173,15 @@ def bench_start(out: Samples, run: int, services: list[Service]) -> None:
     for service in services:
         seconds = {
             variant: serving.cold_start(service.launch(variant))
-            for variant in in_turn(run, ["rendered", "bare with access log"])
+            for variant in in_turn(run, ["rendered", TRACED, "bare with access log"])
         }
         name = f"cold start, {service.framework} (exec to first 200)"
+        bare = seconds["bare with access log"]
         out.add(f"{name}: rendered", "s", seconds["rendered"])
-        out.add(f"{name}: bare", "s", seconds["bare with access log"])
-        out.add(
-            f"{name}: rendered/bare", "x", seconds["rendered"] / seconds["bare with access log"]
-        )
+        out.add(f"{name}: {TRACED}", "s", seconds[TRACED])
+        out.add(f"{name}: bare", "s", bare)
+        out.add(f"{name}: rendered/bare", "x", seconds["rendered"] / bare)
+        out.add(f"{name}: {TRACED}/bare", "x", seconds[TRACED] / bare)
 
 
 def loaded(
@@ -222,9 +237,10 @@ def bench_route(
 ) -> list[str]:
     """Requests per second and CPU per request on a route the framework serves in both apps
     (the tests' /slow, its sleep 0 s), like for like: what the edge, the request id and the
-    JSON access line add to a request of the app's own."""
+    JSON access line add to a request of the app's own; and, traced, what its span and export
+    add (the probes' paths are not traced, so /healthz would show nothing)."""
     notes = []
-    variants = ["rendered", "bare with access log"]
+    variants = ["rendered", TRACED, "bare with access log"]
     for service in services:
         for workers in WORKERS:
             where = f"{service.framework}, {workers} worker{'s' if workers > 1 else ''}"
@@ -245,12 +261,12 @@ def bench_route(
             for variant in variants:
                 out.add(f"throughput, {name}: {variant}", "req/s", rate[variant])
                 out.add(f"server CPU per request, {name}: {variant}", "ms", cpu[variant] * 1000)
-            out.add(f"throughput, {name}: rendered/bare", "x", rate["rendered"] / rate[variants[1]])
-            out.add(
-                f"server CPU per request, {name}: rendered/bare",
-                "x",
-                cpu["rendered"] / cpu[variants[1]],
-            )
+            bare = variants[2]
+            for variant in variants[:2]:
+                out.add(f"throughput, {name}: {variant}/bare", "x", rate[variant] / rate[bare])
+                out.add(
+                    f"server CPU per request, {name}: {variant}/bare", "x", cpu[variant] / cpu[bare]
+                )
     return notes
 
 
@@ -270,7 +286,7 @@ def bench_shutdown(out: Samples, services: list[Service], in_flight: int) -> Non
             out.add(f"{name}: exit status", "", drained["status"])
 
 
-def set_up_services(template: Path, work: Path) -> list[Service]:
+def set_up_services(template: Path, work: Path, traces_to: str) -> list[Service]:
     """Per framework: a rendered project, installed, and its bare app; each started once."""
     services = []
     for framework in FRAMEWORKS:
@@ -284,8 +300,9 @@ def set_up_services(template: Path, work: Path) -> list[Service]:
             project,
             write_bare_app(framework, work / f"bare-{framework}", route),
             with_slow_route(project, framework, seconds=0),
+            traces_to,
         )
-        for variant in VARIANTS[:2]:
+        for variant in (*VARIANTS[:2], TRACED):
             serving.cold_start(service.launch(variant))  # warm-up: bytecode, page cache
         services.append(service)
     return services
@@ -333,12 +350,14 @@ def main() -> None:
     loadavg_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     out, notes = Samples(), []
+    sink = Sink()
     try:
         template = rendering.snapshot_template(work / "template")
         if "copier" in args.only:
             floors = set_up_copier_floors(template, work)
         needs_servers = {"start", "throughput", "route", "shutdown"} & set(args.only)
-        services = set_up_services(template, work) if needs_servers else []
+        traces_to = f"http://127.0.0.1:{sink.port}"
+        services = set_up_services(template, work, traces_to) if needs_servers else []
         for run in range(args.runs):
             print(f"run {run + 1} of {args.runs}", flush=True)
             if "copier" in args.only:
@@ -354,6 +373,7 @@ def main() -> None:
             if "shutdown" in args.only:
                 bench_shutdown(out, services, args.in_flight)
     finally:
+        sink.close()
         shutil.rmtree(work, ignore_errors=True)
 
     table = out.table()

@@ -26,6 +26,7 @@ LEAK_CANARIES = {".env": "SECRET_KEY=canary-from-the-build-context\n", ".venv/CA
 class Built:
     reference: str
     seconds: float  # the build's, in this test process
+    release: str  # the checkout's commit, passed as CI passes it (--build-arg RELEASE=...)
 
 
 _built: dict[Path, Built] = {}
@@ -53,8 +54,12 @@ def app_image(engine: Engine, project: Path, answers: dict[str, str]) -> Built:
     if project not in _built:
         earlier = inspect(engine, f"{slug(answers)}:local", "{{ .Id }}")
         start = time.perf_counter()
-        reference = engine.build(checkout(project), f"{slug(answers)}:local")
-        _built[project] = Built(reference, time.perf_counter() - start)
+        context = checkout(project)
+        release = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=context, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        reference = engine.build(context, f"{slug(answers)}:local", {"RELEASE": release})
+        _built[project] = Built(reference, time.perf_counter() - start, release)
         print(f"{reference}: built in {_built[project].seconds:.1f} s")
         if earlier and earlier != inspect(engine, reference, "{{ .Id }}"):
             engine.podman("rmi", earlier)  # an earlier run's, nameless now; kept while in use

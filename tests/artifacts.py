@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 from matrix import TEMPLATE_ROOT
 
-# Variables for tools and images, not for the service: they are not settings.
-TOOL_VARIABLES = re.compile(r"(PATH|PYTHON\w+|UV_\w+|DOCKER_\w+|POSTGRES_\w+)")
+# Variables for tools, images and libraries (the Sentry SDK's release), not settings.
+TOOL_VARIABLES = re.compile(r"(PATH|PYTHON\w+|UV_\w+|DOCKER_\w+|POSTGRES_\w+|SENTRY_RELEASE)")
 
 
 def dockerfile_instructions(project: Path) -> list[tuple[str, str]]:

@@ -267,7 +267,7 @@ class Engine:
             )
             self.build_podman("build", "--pull=never", "-t", reference, str(context))
 
-    def build(self, project: Path, tag: str) -> str:
+    def build(self, project: Path, tag: str, build_args: dict[str, str] | None = None) -> str:
         """Build the project's Dockerfile unmodified; the image's reference on the host.
 
         Only a `@sha256:` pin on a base image is dropped: the stand-ins have other digests.
@@ -288,6 +288,7 @@ class Engine:
                     "build", "--format", "docker", "--pull=never",
                     "-v", f"{CHROOT_CONF / 'ca-certificates.crt'}:{HOST_CA_BUNDLE}:ro",
                     "-v", f"{CHROOT_CONF / 'uv.toml'}:/etc/uv/uv.toml:ro",
+                    *(f"--build-arg={name}={value}" for name, value in (build_args or {}).items()),
                     "-f", str(used), "-t", reference, str(project),
                 )  # fmt: skip
                 archive = Path(scratch) / "image.tar"

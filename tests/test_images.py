@@ -168,7 +168,7 @@ def web_arguments(project: Path, service_env: dict[str, str], port: int) -> list
     return env_arguments(variables)
 
 
-def test_web_container_serves_from_a_read_only_root_as_uid_10001_and_drains_on_stop(
+def test_web_container_serves_from_a_read_only_root_as_uid_10001_names_its_commit_and_drains(
     combination: dict[str, str], project: Path, image: Built, service_env: dict[str, str]
 ) -> None:
     port = free_port()
@@ -189,6 +189,9 @@ def test_web_container_serves_from_a_read_only_root_as_uid_10001_and_drains_on_s
                                         web.name).stdout)[1:]  # fmt: skip
         missed = web.podman("exec", "-e", "PORT=1", web.name, *command)
         assert missed.returncode != 0, "the HEALTHCHECK passes with no server behind PORT"
+        # The commit it was built from, as CI passes it: the release its error reports name.
+        release = web.podman("exec", web.name, "printenv", "SENTRY_RELEASE").stdout.strip()
+        assert release == image.release
 
         in_flight, statuses = slow_requests(base_url, 4)
         time.sleep(0.7)  # every request is in the slow route

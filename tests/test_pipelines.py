@@ -159,6 +159,8 @@ def test_github_image_job_builds_once_and_pushes_to_ghcr_only_from_main(rendered
     assert image["permissions"] == {"contents": "read", "packages": "write"}
     build, login, push = [step for step in image["steps"] if "run" in step]
     assert "docker build" in build["run"] and "if" not in build, "pull requests build too"
+    # The commit, as the release the image's error reports name (test_images builds with it).
+    assert '--build-arg "RELEASE=${GITHUB_SHA}"' in build["run"]
     assert 'echo "IMAGE=$image" >> "$GITHUB_ENV"' in build["run"]
     assert login["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
     assert "docker login ghcr.io" in login["run"] and "--password-stdin" in login["run"]
@@ -246,6 +248,7 @@ def test_gitlab_build_job_builds_once_and_pushes_to_the_registry_only_from_the_d
     build, publish = job["script"]
     assert build.startswith("docker build ")
     assert '--tag "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHA"' in build
+    assert '--build-arg "RELEASE=$CI_COMMIT_SHA"' in build
     for variable in ("CI_REGISTRY_PASSWORD", "CI_REGISTRY_USER", "CI_REGISTRY"):
         assert f'"${variable}"' in publish, variable
     assert "--password-stdin" in publish
