@@ -1,10 +1,13 @@
 """OpenTelemetry traces on every code combination, received by a local OTLP/HTTP collector
 (receivers.py): the requests a caller sends in its trace come back in that trace, each named by
 its route, with the SQL statements it ran, the job it enqueued and that job's run in the worker;
-the log lines written for them carry the trace's id; the probes send nothing. With no collector
-set, the SDK is not even loaded (test_error_reports.py)."""
+the log lines written for them carry the trace's id; the probes send nothing. A frozen collector
+delays neither the requests nor the process's exit past its bound. With no collector set, the
+SDK is not even loaded (test_error_reports.py)."""
 
 import json
+import socket
+import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -119,3 +122,30 @@ def test_a_callers_trace_holds_each_request_by_route_with_its_sql_job_and_redis_
         assert (line.get("trace_id"), line.get("span_id")) == (trace_id, span.span_id), path
     (probe,) = [line for line in access if line["path"] == "/readyz"]
     assert "trace_id" not in probe
+
+
+@pytest.mark.pairwise
+def test_with_its_collector_frozen_the_web_process_answers_and_stops_within_its_export_bound(
+    project: Path, service_env: dict[str, str]
+) -> None:
+    """A collector that takes connections and never answers (a frozen process; the exporter's
+    own retries would run for 10 s): requests are answered as before, and SIGTERM ends the
+    process after the 2 s the service gives its last spans (tracing.EXIT_EXPORT_SECONDS)."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as frozen:  # never accepts
+        env = {
+            **app_env(project, service_env),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{frozen.getsockname()[1]}",
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        }
+        with running_web(project, env) as web:
+            started = time.perf_counter()
+            for _ in range(5):
+                assert send(web.base_url + "/no-such-path", {}) == 404
+            answered_in = time.perf_counter() - started
+            time.sleep(0.3)  # an export has begun and hangs
+            stopping = time.perf_counter()
+            assert web.stop(timeout=30) == 0
+            stopped_in = time.perf_counter() - stopping
+    assert answered_in < 2, f"5 requests took {answered_in:.1f} s with the collector frozen"
+    assert stopped_in < 6, f"{stopped_in:.1f} s from SIGTERM to exit with the collector frozen"
+    assert web.stderr == ""
