@@ -97,7 +97,8 @@ def test_with_no_dsn_and_no_collector_the_web_process_loads_no_error_or_trace_re
 def test_a_job_that_raises_is_one_event_from_the_worker_with_its_release_and_no_secret(
     project: Path, service_env: dict[str, str], sentry
 ) -> None:
-    env = {**app_env(project, service_env), "SENTRY_DSN": sentry.dsn, "SENTRY_RELEASE": RELEASE}
+    env = app_env(project, service_env)
+    env = {**env, **secrets(env), "SENTRY_DSN": sentry.dsn, "SENTRY_RELEASE": RELEASE}
     worker = Watched(project, "worker", env)
     try:
         worker.wait_for_line("ready")
@@ -116,4 +117,5 @@ def test_a_job_that_raises_is_one_event_from_the_worker_with_its_release_and_no_
     (event,) = events
     assert event["release"] == RELEASE
     assert [e["type"] for e in event["exception"]["values"]][-1] == "TypeError"
+    assert CANARY not in b"".join(sentry.envelopes).decode(), "a secret reached Sentry"
     assert SENTRY_KEY not in json.dumps(event), "the DSN reached Sentry in an event"
