@@ -4,6 +4,7 @@ worker's output stays one JSON object per line through it all."""
 
 import os
 import signal
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -166,6 +167,26 @@ def test_a_time_limit_not_below_the_redelivery_time_stops_the_worker_naming_both
         assert stderr.strip().count("\n") <= 10, f"not one message: {stderr}"
         for name in ("JOB_TIME_LIMIT_SECONDS", "JOB_REDELIVERY_SECONDS"):
             assert name in stderr, f"{name} is not named in: {stderr}"
+
+
+@pytest.mark.combinations(worker="celery")
+def test_a_taken_metrics_port_stops_the_worker_with_one_message_naming_the_variable(
+    combination, project: Path, service_env: dict[str, str]
+) -> None:
+    """Two workers on one host (or pod) told the same WORKER_METRICS_PORT: the second stops."""
+    with socket.create_server(("", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        env = app_env(project, service_env, WORKER_METRICS_PORT=port)
+        with Worker(project, env) as worker:
+            worker.wait_for(lambda line: "ready" in line, 10)
+            status = worker.process.poll()
+            assert status is not None, f"the worker started with port {port} taken"
+            worker.exit_status(5)
+    stderr = "".join(line for _, line in worker.stderr)
+    assert status != 0
+    assert "Traceback" not in stderr, stderr
+    assert stderr.strip().count("\n") == 0, f"not one message: {stderr}"
+    assert "WORKER_METRICS_PORT" in stderr, stderr
 
 
 @pytest.mark.combinations(worker="celery")
