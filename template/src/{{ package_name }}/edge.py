@@ -151,9 +151,9 @@ class Edge:
             IN_FLIGHT.dec()
             if status is not None:  # a client gone before its answer began is not counted
                 # FastAPI leaves its route object in the scope; Flask's app, its rule (app.py).
-                route = scope.get("route")
-                route = getattr(route, "path", route) or UNROUTED
-                record(route, scope["method"], status, time.perf_counter() - started)
+                found = scope.get("route")
+                route = getattr(found, "path", found) or None
+                record(route or UNROUTED, scope["method"], status, time.perf_counter() - started)
                 name_request_span(scope, route)
 
         reply = Reply(send, request_id, ended)
