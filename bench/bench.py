@@ -139,6 +139,8 @@ VARIANTS = ("rendered", "bare with access log", "bare without access log")
 # The rendered service with its traces sent to an OTLP endpoint (Sink); the other variants
 # run it as it ships, with no collector set: traces off.
 TRACED = "rendered, traces exported"
+# The rendered service with its metrics off too (METRICS=false): everything it reports, off.
+QUIET = "rendered, metrics off"
 
 
 class Sink(Receiver):
@@ -160,10 +162,12 @@ class Service:
     traces_to: str  # the Sink's address
 
     def launch(self, variant: str, workers: int = 1, route: bool = False) -> serving.Launch:
-        if variant in ("rendered", TRACED):
+        if variant in ("rendered", TRACED, QUIET):
             variables = {"PYTHONPATH": str(self.route_dir)} if route else {}
             if variant == TRACED:
                 variables["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.traces_to
+            if variant == QUIET:
+                variables["METRICS"] = "false"
             return serving.rendered(self.project, workers, **variables)
         with_log = variant == "bare with access log"
         return serving.bare(self.project, self.bare_dir, self.framework, workers, with_log)
@@ -173,15 +177,16 @@ def bench_start(out: Samples, run: int, services: list[Service]) -> None:
     for service in services:
         seconds = {
             variant: serving.cold_start(service.launch(variant))
-            for variant in in_turn(run, ["rendered", TRACED, "bare with access log"])
+            for variant in in_turn(run, ["rendered", QUIET, TRACED, "bare with access log"])
         }
         name = f"cold start, {service.framework} (exec to first 200)"
         bare = seconds["bare with access log"]
         out.add(f"{name}: rendered", "s", seconds["rendered"])
+        out.add(f"{name}: {QUIET}", "s", seconds[QUIET])
         out.add(f"{name}: {TRACED}", "s", seconds[TRACED])
         out.add(f"{name}: bare", "s", bare)
-        out.add(f"{name}: rendered/bare", "x", seconds["rendered"] / bare)
-        out.add(f"{name}: {TRACED}/bare", "x", seconds[TRACED] / bare)
+        for variant in ("rendered", QUIET, TRACED):
+            out.add(f"{name}: {variant}/bare", "x", seconds[variant] / bare)
 
 
 def loaded(
@@ -209,26 +214,32 @@ def bench_throughput(
         for workers in WORKERS:
             where = f"{service.framework}, {workers} worker{'s' if workers > 1 else ''}"
             rate, cpu, rss = {}, {}, {}
-            for variant in in_turn(run, list(VARIANTS)):
+            for variant in in_turn(run, [*VARIANTS, QUIET]):
                 load, cpu[variant], rss[variant] = loaded(
                     service.launch(variant, workers), "/healthz", args
                 )
                 rate[variant] = load["rate"]
                 if load["errors"]:
                     notes.append(f"run {run + 1}, {where}, {variant}: {load['errors']} wrk errors")
-            for variant in VARIANTS:
+            rendered = ("rendered", QUIET)
+            for variant in (*VARIANTS, QUIET):
                 out.add(f"throughput, {where}: {variant}", "req/s", rate[variant])
-            for baseline in VARIANTS[1:]:
-                ratio = rate["rendered"] / rate[baseline]
-                out.add(f"throughput, {where}: rendered/{baseline}", "x", ratio)
-            for variant in VARIANTS:
+            for variant in rendered:
+                for baseline in VARIANTS[1:]:
+                    ratio = rate[variant] / rate[baseline]
+                    out.add(f"throughput, {where}: {variant}/{baseline}", "x", ratio)
+            for variant in (*VARIANTS, QUIET):
                 out.add(f"server CPU per request, {where}: {variant}", "ms", cpu[variant] * 1000)
-            ratio = cpu["rendered"] / cpu["bare with access log"]
-            out.add(f"server CPU per request, {where}: rendered/bare with access log", "x", ratio)
-            for variant in VARIANTS[:2]:
+            for variant in rendered:
+                ratio = cpu[variant] / cpu["bare with access log"]
+                out.add(
+                    f"server CPU per request, {where}: {variant}/bare with access log", "x", ratio
+                )
+            for variant in (*VARIANTS[:2], QUIET):
                 out.add(f"peak RSS, {where}: {variant}", "MiB", rss[variant])
-            ratio = rss["rendered"] / rss["bare with access log"]
-            out.add(f"peak RSS, {where}: rendered/bare with access log", "x", ratio)
+            for variant in rendered:
+                ratio = rss[variant] / rss["bare with access log"]
+                out.add(f"peak RSS, {where}: {variant}/bare with access log", "x", ratio)
     return notes
 
 

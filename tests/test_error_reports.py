@@ -1,6 +1,7 @@
 """Error reports to Sentry on every code combination, received by a local Sentry project
 (receivers.py): an unexpected error is one event with its request id and release and no secret;
-with no SENTRY_DSN (and no OpenTelemetry collector), neither SDK is even loaded."""
+with no SENTRY_DSN (and no OpenTelemetry collector, and METRICS=false), none of their libraries
+is even loaded."""
 
 import json
 import urllib.error
@@ -75,19 +76,21 @@ def test_an_unexpected_error_is_one_event_with_its_request_id_and_release_and_no
     assert SENTRY_KEY not in json.dumps(event), "the DSN reached Sentry in an event"
 
 
-def test_with_no_dsn_and_no_collector_the_web_process_loads_no_error_or_trace_reporting(
+def test_with_metrics_error_reports_and_traces_off_the_web_process_loads_none_of_their_libraries(
     project: Path, service_env: dict[str, str]
 ) -> None:
-    """The web process's app, built as each server process builds it (web.serve_app): no Sentry
-    SDK, no OpenTelemetry tracer provider, exporter or instrumentation. (FastAPI imports
-    OpenTelemetry's API, a no-op without a provider; redis-py, the SDK's metrics module.)"""
+    """The web process's app, built as each server process builds it (web.serve_app), with
+    METRICS=false and no DSN or collector: no prometheus_client, no Sentry SDK, no OpenTelemetry
+    tracer provider, exporter or instrumentation. (FastAPI imports OpenTelemetry's API, a no-op
+    without a provider; redis-py, the SDK's metrics module.)"""
     code = (
         f"import sys; from {package_of(project)}.web import serve_app; serve_app(); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sentry_sdk' "
-        "or m.startswith(('opentelemetry.sdk.trace', 'opentelemetry.exporter', "
-        "'opentelemetry.instrumentation'))))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sentry_sdk', "
+        "'prometheus_client') or m.startswith(('opentelemetry.sdk.trace', "
+        "'opentelemetry.exporter', 'opentelemetry.instrumentation'))))"
     )
-    result = run_one_off(project, ["python", "-c", code], app_env(project, service_env))
+    env = app_env(project, service_env, METRICS="false")
+    result = run_one_off(project, ["python", "-c", code], env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert result.stderr == ""

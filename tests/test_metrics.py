@@ -144,3 +144,14 @@ def test_metrics_count_each_request_sent_by_route_template_whichever_process_ser
         assert web.stop() == 0, web.stderr
     if processes > 1 and directory.is_relative_to("/tmp"):  # not in a root of its own
         assert not directory.exists(), "the metrics directory outlived the server"
+
+
+@pytest.mark.pairwise
+def test_with_metrics_off_metrics_is_an_unknown_path_and_requests_are_answered(
+    project: Path, env: dict[str, str]
+) -> None:
+    with running_web(project, {**env, "METRICS": "false"}) as web:
+        assert web.get("/metrics")[0] == 404
+        assert web.get("/healthz") == (200, {"status": "ok"})
+        assert web.get("/readyz")[0] == 200
+    assert web.stderr == ""

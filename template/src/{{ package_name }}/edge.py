@@ -2,7 +2,8 @@
 
 It holds what a request must get whatever the app does, and what must not wait for the app's
 threads (which a slow database can take up): the request id, on every log line and echoed
-back; /healthz, /readyz and /metrics; each request's count and time; the body limit, enforced
+back; /healthz, /readyz and /metrics; each request's count and time (with METRICS on, the
+default); the body limit, enforced
 before a body is read past it; the whole body read before the app starts, so that a slow
 client holds no thread; the deadline; and a JSON answer to every failure.
 """
@@ -12,16 +13,18 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
 from .failures import answer_for, error_body, log_failure
 from .health import bounded_readiness, liveness
-from .metrics import CONTENT_TYPE, IN_FLIGHT, UNROUTED, exposition, record
 from .request_id import HEADER, choose_request_id
 from .tracing import name_request_span
+
+if TYPE_CHECKING:
+    from .metrics import RequestMetrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,6 +35,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ID_HEADER = HEADER.lower().encode()
 # A readiness probe not answered by then counts as failed, so /readyz answers within 2 s.
 PROBE_SECONDS = 1.5
+# The route of a request answered before it reached one: an unknown path, a body too large.
+UNROUTED = "(unrouted)"
+# Any other method (a server may pass on any token) is counted and named as one: the metrics'
+# labels and the spans' names stay few.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 log = structlog.get_logger(__name__)
 
@@ -124,12 +132,19 @@ class Edge:
         request_timeout: float,
         max_body_bytes: int,
         readiness_probes: Mapping[str, Callable[[], object]],
+        metrics: bool,
     ) -> None:
         self.app = app
         self.framework_app = framework_app
         self.request_timeout = request_timeout
         self.max_body_bytes = max_body_bytes
         self.readiness_probes = readiness_probes
+        self.metrics: RequestMetrics | None = None
+        if metrics:
+            # Only now: with METRICS off, prometheus_client is not even loaded.
+            from . import metrics as numbers
+
+            self.metrics = numbers.RequestMetrics()
         # Readiness and /metrics run on threads of their own: answered when the app's are busy.
         self.probe_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probes")
         # Requests answered at their deadline whose app work has not ended yet.
@@ -145,15 +160,18 @@ class Edge:
         # The app reads the id from the header: the one chosen here, whatever the client sent.
         scope["headers"] = [*headers, (ID_HEADER, request_id.encode())]
         started = time.perf_counter()
-        IN_FLIGHT.inc()
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.began()
 
         def ended(status: int | None) -> None:
-            IN_FLIGHT.dec()
-            if status is not None:  # a client gone before its answer began is not counted
-                # FastAPI leaves its route object in the scope; Flask's app, its rule (app.py).
-                found = scope.get("route")
-                route = getattr(found, "path", found) or None
-                record(route or UNROUTED, scope["method"], status, time.perf_counter() - started)
+            # FastAPI leaves its route object in the scope; Flask's app, its rule (app.py).
+            found = scope.get("route")
+            route = getattr(found, "path", found) or None
+            if metrics is not None:
+                seconds = time.perf_counter() - started
+                metrics.ended(route or UNROUTED, scope["method"], status, seconds)
+            if status is not None:
                 name_request_span(scope, route)
 
         reply = Reply(send, request_id, ended)
@@ -165,7 +183,10 @@ class Edge:
 
     async def handle(self, scope: Scope, receive: Receive, reply: Reply) -> None:
         path = scope["path"]
-        if scope["method"] in ("GET", "HEAD") and path in ("/healthz", "/readyz", "/metrics"):
+        metrics = self.metrics
+        if scope["method"] in ("GET", "HEAD") and (
+            path in ("/healthz", "/readyz") or (path == "/metrics" and metrics is not None)
+        ):
             scope["route"] = path
             if path == "/healthz":
                 await reply.json(200, liveness())
@@ -174,12 +195,12 @@ class Edge:
                     self.readiness_probes, PROBE_SECONDS, self.probe_threads
                 )
                 await reply.json(200 if ready else 503, report)
-            else:
+            elif metrics is not None:
                 # Reading every server process's numbers is file work: off the event loop.
                 numbers = await asyncio.get_running_loop().run_in_executor(
-                    self.probe_threads, exposition
+                    self.probe_threads, metrics.exposition
                 )
-                await reply.whole(200, CONTENT_TYPE.encode(), numbers)
+                await reply.whole(200, metrics.content_type, numbers)
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout

@@ -1,10 +1,11 @@
-"""The web process's numbers, in Prometheus's text format at GET /metrics (edge.py).
+"""The web process's numbers, in Prometheus's text format at GET /metrics (edge.py); loaded
+only with METRICS on, the default (off, the edge counts nothing and prometheus_client is not
+loaded).
 
 Requests are counted by route template (`/notes/{note_id}`, never the path asked for, so that
 the label values are as few as the routes), method and status. With WEB_CONCURRENCY > 1, each
 server process writes its numbers to the directory metrics_directory.py shares, and /metrics
-adds them up: one set of numbers for the whole server, whichever process answers.
-"""
+adds them up: one set of numbers for the whole server, whichever process answers."""
 
 import os
 from pathlib import Path
@@ -21,13 +22,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from .edge import METHODS
 from .metrics_directory import VARIABLE
-
-CONTENT_TYPE = CONTENT_TYPE_LATEST
-# The route of a request answered before it reached one: an unknown path, a body too large.
-UNROUTED = "(unrouted)"
-# Any other method (a server may pass on any token) is counted as OTHER: the labels stay few.
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 REQUESTS = Counter(
     "http_requests",
@@ -59,6 +55,27 @@ def record(route: str, method: str, status: int, seconds: float) -> None:
     requests, latency = found
     requests.inc()
     latency.observe(seconds)
+
+
+class RequestMetrics:
+    """What the edge records of each request, and serves at /metrics."""
+
+    content_type = CONTENT_TYPE_LATEST.encode()
+
+    @staticmethod
+    def began() -> None:
+        IN_FLIGHT.inc()
+
+    @staticmethod
+    def ended(route: str, method: str, status: int | None, seconds: float) -> None:
+        """Called once per request; with no status, the client went before an answer began."""
+        IN_FLIGHT.dec()
+        if status is not None:
+            record(route, method, status, seconds)
+
+    @staticmethod
+    def exposition() -> bytes:
+        return exposition()
 
 
 def exposition() -> bytes:

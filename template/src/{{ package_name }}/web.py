@@ -56,8 +56,9 @@ def main() -> None:
     settings = load_settings()
     configure_logging(settings, server_processors=[access_fields])
     signal.signal(signal.SIGTERM, drained)
-    # Before the server's processes start: they all write their numbers there (metrics.py).
-    metrics_directory.share()
+    if settings.metrics:
+        # Before the server's processes start: they all write their numbers there (metrics.py).
+        metrics_directory.share()
     uvicorn.run(
         f"{__name__}:serve_app",
         factory=True,
