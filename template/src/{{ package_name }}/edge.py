@@ -3,9 +3,9 @@
 It holds what a request must get whatever the app does, and what must not wait for the app's
 threads (which a slow database can take up): the request id, on every log line and echoed
 back; /healthz, /readyz and /metrics; each request's count and time (with METRICS on, the
-default); the body limit, enforced
-before a body is read past it; the whole body read before the app starts, so that a slow
-client holds no thread; the deadline; and a JSON answer to every failure.
+default); the body limit, enforced before a body is read past it; the whole body read before
+the app starts, so that a slow client holds no thread; the deadline; and a JSON answer to
+every failure.
 """
 
 import asyncio

@@ -16,7 +16,7 @@ from . import metrics_directory
 from .error_reports import start_error_reports
 from .logging import configure_logging
 from .settings import load_settings
-from .tracing import start_tracing, trace_requests, tracing_on
+from .tracing import start_tracing, trace_requests
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, WrappedLogger
@@ -42,9 +42,9 @@ def serve_app() -> ASGIApp:
     settings = load_settings()
     configure_logging(settings, server_processors=[access_fields])
     start_error_reports(settings)
-    start_tracing(settings)  # before the app's database engine and queue are made
+    traced = start_tracing(settings)  # before the app's database engine and queue are made
     edge = create_app(settings)
-    return trace_requests(edge) if tracing_on(settings) else edge
+    return trace_requests(edge) if traced else edge
 
 
 def drained(_signal: int, _frame: object) -> None:
