@@ -16,6 +16,7 @@ from . import metrics_directory
 from .error_reports import start_error_reports
 from .logging import configure_logging
 from .settings import load_settings
+from .started import freeze_startup_objects
 from .tracing import start_tracing, trace_requests
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ def serve_app() -> ASGIApp:
     start_error_reports(settings)
     traced = start_tracing(settings)  # before the app's database engine and queue are made
     edge = create_app(settings)
-    return trace_requests(edge) if traced else edge
+    served = trace_requests(edge) if traced else edge
+    freeze_startup_objects()
+    return served
 
 
 def drained(_signal: int, _frame: object) -> None:

@@ -15,9 +15,13 @@ def with_settings(command: Callable[..., None]) -> Callable[..., None]:
     def run(*args: object, **kwargs: object) -> None:
         from ..logging import configure_logging
         from ..settings import load_settings
+        from ..started import freeze_startup_objects
 
         settings = load_settings()
         configure_logging(settings)
-        command(settings, *args, **kwargs)
+        try:
+            command(settings, *args, **kwargs)
+        finally:
+            freeze_startup_objects()  # a one-off's exit then skips the collector's passes
 
     return run
