@@ -9,6 +9,26 @@ off. Flask runs on a2wsgi's 8 threads, as the rendered service does.
 from pathlib import Path
 
 MODULE = "bare_app"
+# The bare app, and the settings every service that follows the design reads at its start
+# (pydantic-settings, which the design asks for: one class of a few fields, from the
+# environment). The rendered service pays for this too; the bare app alone does not.
+SETTINGS_MODULE = "bare_app_with_settings"
+SETTINGS_SOURCE = f"""\
+from pydantic_settings import BaseSettings
+
+from {MODULE} import asgi_app
+
+
+class Settings(BaseSettings):
+    port: int = 8000
+    web_concurrency: int = 1
+    log_level: str = "INFO"
+    debug: bool = False
+
+
+settings = Settings()
+__all__ = ["asgi_app"]
+"""
 
 SOURCES = {
     "fastapi": """\
@@ -43,13 +63,15 @@ asgi_app = WSGIMiddleware(app, workers=8)
 
 def write_bare_app(framework: str, folder: Path, route: str) -> Path:
     """The folder holding the bare app's module, with `route` (code adding a route to `app`),
-    to run the server from."""
+    and the one that adds the settings to it, to run the server from."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{MODULE}.py").write_text(SOURCES[framework].replace("ROUTE", route))
+    (folder / f"{SETTINGS_MODULE}.py").write_text(SETTINGS_SOURCE)
     return folder
 
 
-def bare_command(framework: str, port: int, workers: int, access_log: bool) -> list[str]:
+def bare_command(port: int, workers: int, access_log: bool, settings: bool = False) -> list[str]:
     bind = ["--host", "0.0.0.0", "--port", str(port)]
     log = [] if access_log else ["--no-access-log"]  # uvicorn logs access by default
-    return ["uvicorn", *bind, "--workers", str(workers), *log, f"{MODULE}:asgi_app"]
+    module = SETTINGS_MODULE if settings else MODULE
+    return ["uvicorn", *bind, "--workers", str(workers), *log, f"{module}:asgi_app"]

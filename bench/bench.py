@@ -141,6 +141,9 @@ VARIANTS = ("rendered", "bare with access log", "bare without access log")
 TRACED = "rendered, traces exported"
 # The rendered service with its metrics off too (METRICS=false): everything it reports, off.
 QUIET = "rendered, metrics off"
+# The bare app with its access log and the settings the design asks every service to read
+# (pydantic-settings, bare_apps.SETTINGS_SOURCE): the least a service that follows it costs.
+SETTLED = "bare with pydantic-settings"
 
 
 class Sink(Receiver):
@@ -169,15 +172,17 @@ class Service:
             if variant == QUIET:
                 variables["METRICS"] = "false"
             return serving.rendered(self.project, workers, **variables)
-        with_log = variant == "bare with access log"
-        return serving.bare(self.project, self.bare_dir, self.framework, workers, with_log)
+        with_log = variant in ("bare with access log", SETTLED)
+        return serving.bare(self.project, self.bare_dir, workers, with_log, variant == SETTLED)
 
 
 def bench_start(out: Samples, run: int, services: list[Service]) -> None:
     for service in services:
         seconds = {
             variant: serving.cold_start(service.launch(variant))
-            for variant in in_turn(run, ["rendered", QUIET, TRACED, "bare with access log"])
+            for variant in in_turn(
+                run, ["rendered", QUIET, TRACED, "bare with access log", SETTLED]
+            )
         }
         name = f"cold start, {service.framework} (exec to first 200)"
         bare = seconds["bare with access log"]
@@ -185,8 +190,11 @@ def bench_start(out: Samples, run: int, services: list[Service]) -> None:
         out.add(f"{name}: {QUIET}", "s", seconds[QUIET])
         out.add(f"{name}: {TRACED}", "s", seconds[TRACED])
         out.add(f"{name}: bare", "s", bare)
-        for variant in ("rendered", QUIET, TRACED):
+        out.add(f"{name}: {SETTLED}", "s", seconds[SETTLED])
+        for variant in ("rendered", QUIET, TRACED, SETTLED):
             out.add(f"{name}: {variant}/bare", "x", seconds[variant] / bare)
+        for variant in ("rendered", QUIET):
+            out.add(f"{name}: {variant}/{SETTLED}", "x", seconds[variant] / seconds[SETTLED])
 
 
 def loaded(
@@ -214,7 +222,7 @@ def bench_throughput(
         for workers in WORKERS:
             where = f"{service.framework}, {workers} worker{'s' if workers > 1 else ''}"
             rate, cpu, rss = {}, {}, {}
-            for variant in in_turn(run, [*VARIANTS, QUIET]):
+            for variant in in_turn(run, [*VARIANTS, QUIET, SETTLED]):
                 load, cpu[variant], rss[variant] = loaded(
                     service.launch(variant, workers), "/healthz", args
                 )
@@ -222,24 +230,27 @@ def bench_throughput(
                 if load["errors"]:
                     notes.append(f"run {run + 1}, {where}, {variant}: {load['errors']} wrk errors")
             rendered = ("rendered", QUIET)
-            for variant in (*VARIANTS, QUIET):
+            for variant in (*VARIANTS, QUIET, SETTLED):
                 out.add(f"throughput, {where}: {variant}", "req/s", rate[variant])
             for variant in rendered:
                 for baseline in VARIANTS[1:]:
                     ratio = rate[variant] / rate[baseline]
                     out.add(f"throughput, {where}: {variant}/{baseline}", "x", ratio)
-            for variant in (*VARIANTS, QUIET):
+            for variant in (*VARIANTS, QUIET, SETTLED):
                 out.add(f"server CPU per request, {where}: {variant}", "ms", cpu[variant] * 1000)
             for variant in rendered:
                 ratio = cpu[variant] / cpu["bare with access log"]
                 out.add(
                     f"server CPU per request, {where}: {variant}/bare with access log", "x", ratio
                 )
-            for variant in (*VARIANTS[:2], QUIET):
+            for variant in (*VARIANTS[:2], QUIET, SETTLED):
                 out.add(f"peak RSS, {where}: {variant}", "MiB", rss[variant])
-            for variant in rendered:
+            for variant in (*rendered, SETTLED):
                 ratio = rss[variant] / rss["bare with access log"]
                 out.add(f"peak RSS, {where}: {variant}/bare with access log", "x", ratio)
+            for variant in rendered:
+                ratio = rss[variant] / rss[SETTLED]
+                out.add(f"peak RSS, {where}: {variant}/{SETTLED}", "x", ratio)
     return notes
 
 

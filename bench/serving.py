@@ -65,9 +65,11 @@ def rendered(project: Path, workers: int = 1, **variables: str) -> Launch:
     return launch
 
 
-def bare(project: Path, app_dir: Path, framework: str, workers: int, access_log: bool) -> Launch:
+def bare(
+    project: Path, app_dir: Path, workers: int, access_log: bool, settings: bool = False
+) -> Launch:
     launch = Launch([], app_dir, {"PATH": venv_path(project)})
-    launch.argv = bare_command(framework, launch.port, workers, access_log)
+    launch.argv = bare_command(launch.port, workers, access_log, settings)
     return launch
 
 
