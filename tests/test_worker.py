@@ -190,6 +190,27 @@ def test_a_taken_metrics_port_stops_the_worker_with_one_message_naming_the_varia
 
 
 @pytest.mark.combinations(worker="celery")
+def test_with_metrics_off_the_worker_leaves_a_taken_metrics_port_alone_and_runs_jobs(
+    combination, project: Path, service_env: dict[str, str]
+) -> None:
+    """METRICS=false: the worker serves no numbers, so the port that stops it when on (above)
+    is nobody's business, and its jobs run on Celery's own task class (jobs.create_queue)."""
+    message = f"quiet-{uuid.uuid4()}"
+    with socket.create_server(("", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        env = app_env(project, service_env, METRICS="false", WORKER_METRICS_PORT=port)
+        with Worker(project, env) as worker:
+            assert worker.wait_for(lambda line: "ready" in line, 30), worker.output()
+            enqueue(project, env, message, seconds=0)
+            ran = wait_for_result(env["REDIS_URL"], message, timeout=30)
+            status = worker.stop()
+    assert ran, f"the job did not run:\n{worker.output()}"
+    assert status == 0, worker.output()
+    assert not worker.stderr, worker.output()
+    assert not not_json_objects([line for _, line in worker.stdout]), worker.output()
+
+
+@pytest.mark.combinations(worker="celery")
 def test_the_worker_writes_json_lines_only_and_no_stderr_through_a_killed_pool_and_a_time_limit(
     combination, project: Path, service_env: dict[str, str]
 ) -> None:
