@@ -10,9 +10,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from probes import package_of, with_failing_route
-from processes import Watched, app_env, run_one_off, running_web
+from processes import Watched, app_env, run_one_off, run_process, running_web
 from receivers import SENTRY_KEY, SentryProject
 
 # Values no event may hold: the test's secrets, and what a client sends to authenticate.
@@ -120,5 +121,31 @@ def test_a_job_that_raises_is_one_event_from_the_worker_with_its_release_and_no_
     (event,) = events
     assert event["release"] == RELEASE
     assert [e["type"] for e in event["exception"]["values"]][-1] == "TypeError"
+    assert CANARY not in b"".join(sentry.envelopes).decode(), "a secret reached Sentry"
+    assert SENTRY_KEY not in json.dumps(event), "the DSN reached Sentry in an event"
+
+
+@pytest.mark.pairwise
+@pytest.mark.combinations(database="postgresql")
+def test_a_release_that_crashes_is_one_event_with_its_release_and_no_secret(
+    project: Path, service_env: dict[str, str], sentry, postgres
+) -> None:
+    """An admin one-off reports as the web and worker do. Its crash here is a rollback's
+    release: the database is at a revision that a newer image's release made, which this image
+    does not have."""
+    url = postgres.create_database(f"ahead_{uuid.uuid4().hex[:8]}")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+        connection.execute("INSERT INTO alembic_version VALUES ('f00dfeedf00d')")
+    env = {**app_env(project, service_env), "DATABASE_URL": url}
+    env = {**env, **secrets(env), "SENTRY_DSN": sentry.dsn, "SENTRY_RELEASE": RELEASE}
+    released = run_process(project, "release", env)
+    assert released.returncode != 0, released.stdout
+    events = sentry.wait_for_events(1)
+    assert len(events) == 1, f"{len(events)} events for one crash: {released.stderr}"
+    (event,) = events
+    assert event["release"] == RELEASE
+    (error,) = event["exception"]["values"][-1:]
+    assert "f00dfeedf00d" in error["value"], error
     assert CANARY not in b"".join(sentry.envelopes).decode(), "a secret reached Sentry"
     assert SENTRY_KEY not in json.dumps(event), "the DSN reached Sentry in an event"

@@ -51,9 +51,12 @@ def log_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def test_a_callers_trace_holds_each_request_by_route_with_its_sql_job_and_redis_spans_and_logs(
+def test_a_callers_trace_holds_each_request_with_its_sql_job_redis_spans_and_logs_a_release_its_own(
     combination: dict[str, str], project: Path, service_env: dict[str, str], collector
 ) -> None:
+    """Each request of a caller's trace is a span of it, named by its route, with its SQL, the
+    job it enqueues, the job's run and the job's Redis commands; the log lines written in them
+    carry their ids. The release run before, a one-off, is one trace of its own."""
     database = combination["database"] == "postgresql"
     worker = combination["worker"] == "celery"
     trace_id, caller = uuid.uuid4().hex, uuid.uuid4().hex[:16]
@@ -75,6 +78,8 @@ def test_a_callers_trace_holds_each_request_by_route_with_its_sql_job_and_redis_
     def complete(spans: list[Span]) -> bool:
         names = {span.name for span in spans}
         wanted = {name for _body, _status, name in requests.values()}
+        if database:
+            wanted.add("admin migrate")
         if worker:
             wanted |= {"run/example", "RPUSH"}
         return wanted <= names
@@ -92,7 +97,18 @@ def test_a_callers_trace_holds_each_request_by_route_with_its_sql_job_and_redis_
         spans = collector.wait_for_spans(complete)
     assert complete(spans), f"spans received: {[span.name for span in spans]}"
 
-    assert {span.trace_id for span in spans} == {trace_id}, "a span outside the caller's trace"
+    # The release, a one-off, is one trace of its own: its run, and each statement in it.
+    released = [span for span in spans if span.trace_id != trace_id]
+    spans = [span for span in spans if span.trace_id == trace_id]
+    if database:
+        migrate = one(released, "admin migrate")
+        assert migrate.parent_span_id == ""
+        assert {span.trace_id for span in released} == {migrate.trace_id}
+        assert len(released) > 1, "the migration's statements sent no span"
+        statements = [span for span in released if span is not migrate]
+        assert {span.parent_span_id for span in statements} == {migrate.span_id}
+    else:
+        assert released == [], f"spans outside the caller's trace: {released}"
     service = tomllib.loads((project / "pyproject.toml").read_text())["project"]["name"]
     assert {span.service for span in spans} == {service}
     served = {path: one(spans, name) for path, (_body, _status, name) in requests.items()}
@@ -123,6 +139,36 @@ def test_a_callers_trace_holds_each_request_by_route_with_its_sql_job_and_redis_
         assert (line.get("trace_id"), line.get("span_id")) == (trace_id, span.span_id), path
     (probe,) = [line for line in access if line["path"] == "/readyz"]
     assert "trace_id" not in probe
+
+
+@pytest.mark.pairwise
+@pytest.mark.combinations(worker="celery")
+def test_an_admin_one_off_is_one_trace_with_the_job_it_enqueues_and_the_jobs_run(
+    project: Path, service_env: dict[str, str], collector
+) -> None:
+    message = f"one-off-{uuid.uuid4()}"
+    env = {
+        **app_env(project, service_env),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+
+    def complete(spans: list[Span]) -> bool:
+        return {"admin enqueue-example", "run/example", "RPUSH"} <= {span.name for span in spans}
+
+    with Worker(project, env) as worker:
+        assert worker.wait_for(lambda line: "ready" in line, 30), worker.output()
+        enqueue(project, env, message, seconds=0)
+        assert wait_for_result(env["REDIS_URL"], message, timeout=30), worker.output()
+        spans = collector.wait_for_spans(complete)
+        worker.stop()
+    assert complete(spans), f"spans received: {[span.name for span in spans]}"
+    one_off = one(spans, "admin enqueue-example")
+    assert one_off.parent_span_id == ""
+    assert {span.trace_id for span in spans} == {one_off.trace_id}, "more than one trace"
+    enqueued = one(spans, "apply_async/example")
+    assert enqueued.parent_span_id == one_off.span_id
+    assert one(spans, "run/example").parent_span_id == enqueued.span_id
 
 
 @pytest.mark.pairwise
