@@ -216,7 +216,9 @@ def test_with_its_collector_frozen_the_worker_runs_jobs_and_stops_within_its_exp
         with Worker(project, env) as worker:
             assert worker.wait_for(lambda line: "ready" in line, 30), worker.output()
             started = time.perf_counter()
-            enqueue(project, env, message, seconds=0)
+            # Enqueued by a one-off that sends no spans: its own exit would wait on the frozen
+            # collector too (2 s), and the worker is what is measured here.
+            enqueue(project, app_env(project, service_env), message, seconds=0)
             ran = wait_for_result(env["REDIS_URL"], message, timeout=30)
             ran_in = time.perf_counter() - started
             time.sleep(0.3)  # the job's spans are on their way, and the export hangs
