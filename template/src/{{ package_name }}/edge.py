@@ -35,6 +35,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ID_HEADER = HEADER.lower().encode()
 # A readiness probe not answered by then counts as failed, so /readyz answers within 2 s.
 PROBE_SECONDS = 1.5
+# The probes' paths, answered here ahead of the app (/metrics only with METRICS on).
+PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
 # The route of a request answered before it reached one: an unknown path, a body too large.
 UNROUTED = "(unrouted)"
 # Any other method (a server may pass on any token) is counted and named as one: the metrics'
@@ -185,7 +187,7 @@ class Edge:
         path = scope["path"]
         metrics = self.metrics
         if scope["method"] in ("GET", "HEAD") and (
-            path in ("/healthz", "/readyz") or (path == "/metrics" and metrics is not None)
+            path in PROBE_PATHS and (path != "/metrics" or metrics is not None)
         ):
             scope["route"] = path
             if path == "/healthz":

@@ -75,21 +75,17 @@ class RequestMetrics:
 
     @staticmethod
     def exposition() -> bytes:
-        return exposition()
-
-
-def exposition() -> bytes:
-    """Every number of the server, added up over its processes, in the text format."""
-    # Where prometheus_client keeps the numbers, as it chose when first imported: in memory for
-    # a process not started by the web command (the tests' app), or imported before the command
-    # shared the directory (by a sitecustomize, say) in a server of one process.
-    if values.ValueClass is values.MutexValue:
-        return generate_latest(REGISTRY)
-    directory = os.environ[VARIABLE]
-    forget_processes_gone(Path(directory))
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, directory)  # type: ignore[no-untyped-call]
-    return generate_latest(registry)
+        """Every number of the server, added up over its processes, in the text format."""
+        # Where prometheus_client keeps the numbers, as it chose when first imported: in memory
+        # for a process not started by the web command (the tests' app), or imported before the
+        # command shared the directory (by a sitecustomize, say) in a server of one process.
+        if values.ValueClass is values.MutexValue:
+            return generate_latest(REGISTRY)
+        directory = os.environ[VARIABLE]
+        forget_processes_gone(Path(directory))
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
 
 
 def forget_processes_gone(directory: Path) -> None:
