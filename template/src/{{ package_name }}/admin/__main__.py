@@ -1,3 +1,0 @@
-from . import cli
-
-cli(prog_name=f"python -m {__package__}")

@@ -1,0 +1,33 @@
+"""`check`: validate the configuration, run Django's system checks, reach every backing service."""
+
+from typing import Any
+
+from django.core.management.commands import check
+
+from .. import Error
+
+
+class Command(check.Command):
+    help = "Validate the configuration and report each backing service."
+
+    def handle(self, *app_labels: Any, **options: Any) -> None:
+        from ...health import readiness
+        from ...services import connect
+        from ...settings import load_settings
+
+        # Django's system checks: silent when they pass; when not, the command fails naming each.
+        super().handle(*app_labels, **options)
+        services = connect(load_settings())
+        try:
+            ready, report = readiness(services.probes())
+        finally:
+            services.close()
+        self.stdout.write("configuration: ok")
+        for service, state in report["checks"].items():
+            self.stdout.write(f"{service}: {state}")
+        if not ready:
+            raise Error("a backing service is unavailable")
+
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        # Django's "System check identified no issues" is not printed: the lines above say so.
+        super().check(*args, **{**kwargs, "display_num_errors": False})
