@@ -120,6 +120,18 @@ def slow():
     return {"slow": "done"}
 app.add_url_rule("/slow", "slow", slow)
 """,
+    # Django's app is its URLconf, named by its settings.
+    "django": """
+import time
+from importlib import import_module
+from django.conf import settings
+from django.http import JsonResponse
+from django.urls import path
+def slow(request):
+    time.sleep(SECONDS)
+    return JsonResponse({"slow": "done"})
+import_module(settings.ROOT_URLCONF).urlpatterns.append(path("slow", slow))
+""",
 }
 
 
@@ -153,6 +165,12 @@ ADD_ROUTE
 ADD_ROUTE = {
     "fastapi": 'app.add_api_route("/fail", fail)',
     "flask": 'app.add_url_rule("/fail", "fail", fail)',
+    "django": """
+from importlib import import_module
+from django.conf import settings
+from django.urls import path
+import_module(settings.ROOT_URLCONF).urlpatterns.append(path("fail", lambda request: fail()))
+""",
 }
 
 

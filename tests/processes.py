@@ -20,6 +20,9 @@ from python_root import in_project
 from servers import free_port
 
 SECRET_KEY = "s" * 40
+# The variables without a default a service may read besides its backing services' URLs, as the
+# tests give them: the host names are those the tests reach it by.
+REQUIRED = {"SECRET_KEY": SECRET_KEY, "ALLOWED_HOSTS": "127.0.0.1,localhost"}
 
 
 def procfile(project: Path) -> dict[str, list[str]]:
@@ -33,10 +36,11 @@ def procfile(project: Path) -> dict[str, list[str]]:
 
 
 def app_env(project: Path, service_env: dict[str, str], **overrides: str) -> dict[str, str]:
-    """What the service needs to start: its secret where it reads one (.env.example names each
-    variable it reads), its backing services, and any overrides."""
-    secret = {"SECRET_KEY": SECRET_KEY} if "SECRET_KEY" in env_example_names(project) else {}
-    return {**secret, **service_env, **overrides}
+    """What the service needs to start: its secret and its host names where it reads them
+    (.env.example names each variable it reads), its backing services, and any overrides."""
+    read = env_example_names(project)
+    required = {name: value for name, value in REQUIRED.items() if name in read}
+    return {**required, **service_env, **overrides}
 
 
 def worker_env(variables: dict[str, str]) -> dict[str, str]:

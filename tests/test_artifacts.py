@@ -26,7 +26,11 @@ from processes import procfile
 PACKAGE = f"src/{IDENTITY['package_name']}"
 # The files each answer promises; every other answer of its question must not render them.
 PROMISES = {
-    ("database", "postgresql"): [f"{PACKAGE}/db.py", f"{PACKAGE}/migrations/env.py"],
+    ("web_framework", "django"): [
+        f"{PACKAGE}/django_settings.py",
+        f"{PACKAGE}/management/commands/check.py",
+    ],
+    ("database", "postgresql"): [f"{PACKAGE}/models.py", f"{PACKAGE}/migrations"],
     ("worker", "celery"): [f"{PACKAGE}/jobs.py", f"{PACKAGE}/worker.py"],
     ("ci", "github"): [".github/workflows/ci.yml"],
     ("ci", "gitlab"): [".gitlab-ci.yml"],
@@ -54,7 +58,7 @@ def test_each_answer_renders_its_files_and_no_other_answers_files(
     for (question, answer), paths in PROMISES.items():
         chosen = every_combination[question] == answer
         for path in paths:
-            assert (rendered / path).is_file() == chosen, f"{path} with {question}={answer}"
+            assert (rendered / path).exists() == chosen, f"{path} with {question}={answer}"
 
 
 def test_dockerfile_passes_hadolint(rendered: Path) -> None:
@@ -125,8 +129,8 @@ def test_every_variable_named_is_one_the_settings_read(every_combination, render
     unknown = {name for name in named if not TOOL_VARIABLES.fullmatch(name)} - settings_names
     assert unknown == set()
     assert "PORT" in settings_names
-    # Flask signs sessions with SECRET_KEY; FastAPI reads none, so it asks for none.
-    assert ("SECRET_KEY" in settings_names) == (every_combination["web_framework"] == "flask")
+    # Flask and Django sign with SECRET_KEY; FastAPI reads none, so it asks for none.
+    assert ("SECRET_KEY" in settings_names) == (every_combination["web_framework"] != "fastapi")
 
 
 @pytest.mark.combinations(ci="github")

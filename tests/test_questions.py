@@ -30,7 +30,7 @@ BAD_ANSWERS = [
     ("author_name", "Ada\x07Lovelace", "must be one line of text"),
     ("author_email", "ada.example.org", "must look like name@example.com"),
     ("author_email", 'ada"@example.org', "must look like name@example.com"),
-    ("web_framework", "django", "'django' is not in ['fastapi', 'flask']"),
+    ("web_framework", "pyramid", "'pyramid' is not in ['fastapi', 'flask', 'django']"),
     ("python_version", "3.9", "'3.9' is not in ['3.12', '3.13', '3.14', '3.15']"),
     ("python_version", "3.11", "Python 3.11 is no longer offered"),
     ("database", "mysql", "'mysql' is not in ['none', 'postgresql']"),
