@@ -24,6 +24,8 @@ ENVIRONMENT_SWITCH = re.compile(
     r"\b(APP_ENV|ENVIRONMENT|FLASK_ENV|DJANGO_SETTINGS_MODULE|SETTINGS_MODULE)\b"
     r"|\b(production|staging|development)\b\s*[\"']?\s*(==|:)"
 )
+# Django's settings module forced to the one the service has, not read from the environment.
+ONE_SETTINGS_MODULE = re.compile(r'os\.environ\["DJANGO_SETTINGS_MODULE"\] = \w+\n')
 SETTINGS_PER_ENVIRONMENT = re.compile(r"(settings|config)[_.-]?(prod|production|dev|staging|test)")
 
 
@@ -78,7 +80,7 @@ def probe_no_settings_chosen_by_environment_name(project: Path) -> None:
             continue
         assert not SETTINGS_PER_ENVIRONMENT.search(path.name.lower()), f"{path.name}: per-env file"
         if path.suffix in (".py", ".toml", ".yml", ".yaml", ".cfg", ".ini", ".env", ""):
-            text = path.read_text(errors="replace")
+            text = ONE_SETTINGS_MODULE.sub("", path.read_text(errors="replace"))
             match = ENVIRONMENT_SWITCH.search(text)
             assert not match, f"{path.relative_to(project)}: switches on {match.group(0)!r}"
 
@@ -326,8 +328,12 @@ ADMIN_ARGUMENTS = {"check": [], "migrate": [], "enqueue-example": ["probe"]}
 def admin_commands(project: Path) -> list[str]:
     shown = run_one_off(project, ["python", "-m", f"{package_of(project)}.admin", "--help"], {})
     assert shown.returncode == 0, shown.stderr
-    commands = shown.stdout.split("Commands:", 1)[1]
-    return [line.split()[0] for line in commands.splitlines() if line.strip()]
+    if "Commands:" in shown.stdout:  # click's help
+        commands = shown.stdout.split("Commands:", 1)[1]
+        return [line.split()[0] for line in commands.splitlines() if line.strip()]
+    # Django's: every management command, the service's own listed under its package's name.
+    own = shown.stdout.split(f"[{package_of(project)}]\n", 1)[1].split("\n\n", 1)[0]
+    return [line.strip().replace("_", "-") for line in own.splitlines()]
 
 
 def probe_admin_commands_are_one_offs(project: Path, env: dict[str, str], down: dict[str, str]):

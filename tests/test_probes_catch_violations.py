@@ -62,6 +62,11 @@ def settings_by_environment_name(project: Path) -> None:
          "class Settings(EnvironmentSettings):")  # fmt: skip
 
 
+def django_settings_module_from_the_environment(project: Path) -> None:
+    edit(project, f"src/{PACKAGE}/apps.py", re.escape('os.environ["DJANGO_SETTINGS_MODULE"] = module'),
+         'os.environ.setdefault("DJANGO_SETTINGS_MODULE", module)')  # fmt: skip
+
+
 def unlisted_setting(project: Path) -> None:
     edit(project, f"src/{PACKAGE}/settings.py", r"    debug: bool = False",
          "    debug: bool = False\n    feature_flag: bool = False")  # fmt: skip
@@ -108,6 +113,7 @@ def env_example_names_the_settings(project: Path, _env: dict[str, str]) -> None:
 
 
 FASTAPI, FLASK = {"web_framework": "fastapi"}, {"web_framework": "flask"}
+DJANGO = {"web_framework": "django"}
 SERVED = probes.probe_serves_on_its_port_in_json_lines_writing_no_file
 VIOLATIONS = {
     "hard-coded-port": Violation(FASTAPI, hard_coded_port, SERVED, "did not answer|web exited"),
@@ -118,6 +124,9 @@ VIOLATIONS = {
     ),
     "settings-by-environment-name": Violation(
         FASTAPI, settings_by_environment_name, no_settings_by_environment_name
+    ),
+    "django-settings-module-from-the-environment": Violation(
+        DJANGO, django_settings_module_from_the_environment, no_settings_by_environment_name
     ),
     "setting-missing-from-env-example": Violation(
         FLASK, unlisted_setting, env_example_names_the_settings
