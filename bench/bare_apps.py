@@ -3,7 +3,8 @@ the same test-only route as the rendered service is given (a route its framework
 
 Each runs from the rendered project's venv (so the same package versions), from a temp folder,
 started by uvicorn's own CLI with its defaults, except the workers and the access log, on or
-off. Flask runs on a2wsgi's 8 threads, as the rendered service does.
+off. Flask and Django run on a2wsgi's 8 threads, as the rendered service does; the bare Django
+app has no middleware and no installed app, the least Django serves a route with.
 """
 
 from pathlib import Path
@@ -57,6 +58,28 @@ def healthz():
 
 ROUTE
 asgi_app = WSGIMiddleware(app, workers=8)
+""",
+    "django": """\
+import django
+from a2wsgi import WSGIMiddleware
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
+from django.http import JsonResponse
+from django.urls import path
+
+settings.configure(
+    ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"], MIDDLEWARE=[], INSTALLED_APPS=[], SECRET_KEY="b"
+)
+django.setup(set_prefix=False)
+
+
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+urlpatterns = [path("healthz", healthz)]
+ROUTE
+asgi_app = WSGIMiddleware(WSGIHandler(), workers=8)
 """,
 }
 

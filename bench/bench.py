@@ -27,7 +27,7 @@ from probes import SLOW_ROUTE, with_slow_route  # the tests' folder, put on sys.
 from receivers import Receiver
 
 RESULTS = rendering.ROOT / "bench" / "results"
-FRAMEWORKS = ("fastapi", "flask")
+FRAMEWORKS = ("fastapi", "flask", "django")
 WORKERS = (1, 2)
 SECTIONS = ("copier", "harness", "start", "throughput", "route", "shutdown")
 # The tests' test-only route, here with a sleep of 0 s: served by the framework in both apps.

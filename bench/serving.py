@@ -58,6 +58,7 @@ def rendered(project: Path, workers: int = 1, **variables: str) -> Launch:
     launch.env = {
         "PATH": venv_path(project),
         "SECRET_KEY": SECRET,
+        "ALLOWED_HOSTS": "127.0.0.1",
         "PORT": str(launch.port),
         "WEB_CONCURRENCY": str(workers),
         **variables,

@@ -3,7 +3,8 @@
 Schemathesis generates requests that fit each operation's schema and requests that do not; a
 bounded, derandomized run against the web process with a migrated database must find no 5xx
 and no error answer other than JSON {"error", "detail"} with X-Request-ID. FastAPI serves its own
-schema (with API_DOCS=true); Flask's is built from the same pydantic models (flask_openapi.py).
+schema (with API_DOCS=true); Flask's and Django's are built from the same pydantic models
+(openapi_from_models.py).
 """
 
 import json
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from flask_openapi import openapi_document
 from hypothesis import HealthCheck, Phase, given, settings
 from matrix import defaults
+from openapi_from_models import openapi_document
 from processes import app_env, procfile, run_process, running_web
 from schemathesis import GenerationMode
 

@@ -63,7 +63,8 @@ def settings_by_environment_name(project: Path) -> None:
 
 
 def django_settings_module_from_the_environment(project: Path) -> None:
-    edit(project, f"src/{PACKAGE}/apps.py", re.escape('os.environ["DJANGO_SETTINGS_MODULE"] = module'),
+    forced = 'os.environ["DJANGO_SETTINGS_MODULE"] = module'
+    edit(project, f"src/{PACKAGE}/apps.py", re.escape(forced),
          'os.environ.setdefault("DJANGO_SETTINGS_MODULE", module)')  # fmt: skip
 
 

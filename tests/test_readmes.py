@@ -153,20 +153,33 @@ def test_admin_block_runs_with_the_env_file(
     assert "unavailable" not in result.stdout
 
 
+# A column added to the example model, for Django's `makemigrations` to write a migration of.
+NOTE_TEXT_FIELD = "    text = models.CharField(max_length=500)\n"
+NEW_FIELD = "    done = models.BooleanField(default=False)\n"
+
+
 @pytest.mark.pairwise
 @pytest.mark.combinations(database="postgresql")
 def test_database_block_writes_and_applies_a_migration(
     project: Path, sandbox: Sandbox, compose_services
 ) -> None:
     (block,) = shell_blocks(project / "README.md")["Database"]
-    versions = project / "src" / PACKAGE / "migrations" / "versions"
+    migrations = project / "src" / PACKAGE / "migrations"
+    django = not (migrations / "versions").is_dir()
+    # Alembic writes a revision whatever the models; Django's, only for a change to them.
+    versions = migrations if django else migrations / "versions"
+    models = project / "src" / PACKAGE / "models.py"
+    kept = models.read_text()
+    if django:
+        models.write_text(kept.replace(NOTE_TEXT_FIELD, NOTE_TEXT_FIELD + NEW_FIELD))
     before = set(versions.iterdir())
     try:
         run_in_sandbox(sandbox, setup_lines(project) + "\n" + block, project, os.environ)
-        # The new migration; Alembic's import of it may write __pycache__ beside it too.
+        # The new migration; its import may write __pycache__ beside it too.
         (written,) = {p for p in set(versions.iterdir()) - before if p.suffix == ".py"}
-        assert "add a column" in written.read_text()
+        assert ("name='done'" if django else "add a column") in written.read_text()
     finally:
+        models.write_text(kept)
         for path in set(versions.iterdir()) - before:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 

@@ -1,7 +1,8 @@
-"""An OpenAPI document of a rendered Flask project's routes, for the fuzz test.
+"""An OpenAPI document of a rendered Flask or Django project's routes, for the fuzz test.
 
-FastAPI writes its own from its routes; Flask has none, so this one is built from the pydantic
-models its routes validate with, read in the project's own environment: the rendered models.
+FastAPI writes its own from its routes; Flask and Django have none, so this one is built from
+the pydantic models their routes validate with, read in the project's own environment: the
+rendered models.
 """
 
 import json
@@ -24,7 +25,11 @@ REF = "#/components/schemas/{model}"
 ANSWERS = {"default": {"description": "Any answer."}}
 
 MODEL_SCHEMAS = """
-import importlib, json, sys
+import importlib, json, os, sys
+if sys.argv[3]:  # Django's: its models load once Django has the project's shape
+    os.environ["DJANGO_SETTINGS_MODULE"] = sys.argv[3]
+    import django
+    django.setup()
 from pydantic.json_schema import models_json_schema
 models = [getattr(importlib.import_module(m), name) for m, name in json.loads(sys.argv[1])]
 _, schema = models_json_schema([(m, "validation") for m in models], ref_template=sys.argv[2])
@@ -34,7 +39,10 @@ print(json.dumps(schema.get("$defs", {})))
 
 def model_schemas(project: Path, models: list[tuple[str, str]]) -> dict[str, dict]:
     """The JSON schemas of these models (module, class), by name, each reference made `REF`."""
-    command = ["python", "-c", MODEL_SCHEMAS, json.dumps(models), REF]
+    package = package_of(project)
+    django = (project / "src" / package / "django_apps.py").exists()
+    shape = f"{package}.django_apps" if django else ""
+    command = ["python", "-c", MODEL_SCHEMAS, json.dumps(models), REF, shape]
     read = run_one_off(project, command, {})
     assert read.returncode == 0, read.stderr
     return json.loads(read.stdout)
