@@ -260,14 +260,12 @@ def test_update_with_no_template_change_changes_nothing(template_repo: Path, tmp
 
 
 def answer_changes() -> list[tuple[str, str, str]]:
-    """For each choice question: its default to another value, and back."""
+    """For each choice question: its default to each other value, and back."""
     changes = []
     for question, values in choice_questions().items():
-        other = next(v for v in values if v != defaults()[question])
-        changes += [
-            (question, defaults()[question], other),
-            (question, other, defaults()[question]),
-        ]
+        default = defaults()[question]
+        for other in (v for v in values if v != default):
+            changes += [(question, default, other), (question, other, default)]
     return changes
 
 
