@@ -308,10 +308,12 @@ def bench_shutdown(out: Samples, services: list[Service], in_flight: int) -> Non
             out.add(f"{name}: exit status", "", drained["status"])
 
 
-def set_up_services(template: Path, work: Path, traces_to: str) -> list[Service]:
+def set_up_services(
+    template: Path, work: Path, traces_to: str, frameworks: list[str]
+) -> list[Service]:
     """Per framework: a rendered project, installed, and its bare app; each started once."""
     services = []
-    for framework in FRAMEWORKS:
+    for framework in frameworks:
         project = work / framework
         data = f"web_framework={framework}"
         rendering.run(rendering.copy_command(template, project, "--data", data))
@@ -365,6 +367,7 @@ def main() -> None:
         help="the whole test suite's wall time, measured elsewhere (CI), to record beside",
     )
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS)
+    parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
     args = parser.parse_args()
     rendering.prepare_environment()
     if {"throughput", "route"} & set(args.only):
@@ -379,7 +382,9 @@ def main() -> None:
             floors = set_up_copier_floors(template, work)
         needs_servers = {"start", "throughput", "route", "shutdown"} & set(args.only)
         traces_to = f"http://127.0.0.1:{sink.port}"
-        services = set_up_services(template, work, traces_to) if needs_servers else []
+        services = (
+            set_up_services(template, work, traces_to, args.frameworks) if needs_servers else []
+        )
         for run in range(args.runs):
             print(f"run {run + 1} of {args.runs}", flush=True)
             if "copier" in args.only:
