@@ -1,10 +1,14 @@
 """The shell blocks of a README, read from the file itself so that an edit to it is tested."""
 
 import contextlib
+import fcntl
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
+import termios
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,6 +98,51 @@ def in_terminal(
         yield terminal
     finally:
         # Only while it runs: once reaped, its pid may already be another process's.
+        if process.poll() is None:
+            kill_tree(process.pid)
+            process.wait()
+
+
+def answered(
+    popen: Callable[..., subprocess.Popen],
+    script: str,
+    cwd: Path,
+    env: dict[str, str],
+    answers: list[tuple[str, str]],
+    timeout: float,
+) -> tuple[int, str]:
+    """Run `script` as a user does at a terminal, typing each (prompt, answer)'s answer once a
+    line starting with its prompt asks for it. A pseudo-terminal is its controlling terminal,
+    so that a password prompt reads with echo off, as from a keyboard. Its status and output."""
+    controller, terminal = pty.openpty()
+
+    def take_the_terminal() -> None:  # in the child, in a session of its own by then
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = popen(
+        in_project(["bash", "-e", "-c", script], cwd), cwd=cwd, env=env, stdin=terminal,
+        stdout=terminal, stderr=terminal, start_new_session=True, preexec_fn=take_the_terminal,
+    )  # fmt: skip
+    os.close(terminal)
+    output, pending = "", list(answers)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([controller], [], [], 0.2)[0]:
+                continue
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # every end of the terminal closed: the script is done
+                break
+            output += chunk.decode(errors="replace")
+            shown = output.rsplit("\n", 1)[-1].strip()
+            if pending and shown.startswith(pending[0][0]) and shown.endswith(":"):
+                os.write(controller, (pending.pop(0)[1] + "\n").encode())
+        else:
+            raise AssertionError(f"still running after {timeout} s:\n{output[-3000:]}")
+        return process.wait(timeout=10), output
+    finally:
+        os.close(controller)
         if process.poll() is None:
             kill_tree(process.pid)
             process.wait()

@@ -7,11 +7,16 @@ with the credentials compose.yaml publishes. No container engine runs here, so t
 line itself is not executed; the test holds it to compose.yaml instead.
 """
 
+import http.cookiejar
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +29,15 @@ from compose_images import machine_lock
 from conftest import IDENTITY, TEMPLATE_ROOT
 from matrix import defaults
 from python_root import in_project
-from readme import block_with, commands, dotenv, in_terminal, shell_blocks, wait_until
+from readme import (
+    answered,
+    block_with,
+    commands,
+    dotenv,
+    in_terminal,
+    shell_blocks,
+    wait_until,
+)
 from sandbox import Sandbox
 
 PACKAGE = IDENTITY["package_name"]
@@ -182,6 +195,66 @@ def test_database_block_writes_and_applies_a_migration(
         models.write_text(kept)
         for path in set(versions.iterdir()) - before:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+# The admin site's login form: its hidden fields (the CSRF token, where to go next), and the
+# stylesheets the page links.
+HIDDEN_FIELD = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)"')
+STYLESHEET = re.compile(r'href="(/static/admin/css/[^"]+\.css)"')
+
+
+def admin_site_pages(base: str, username: str, password: str) -> tuple[str, bytes]:
+    """Log in to the admin site as a browser does (the login form with its hidden fields, the
+    session cookie); the notes' list, and the first stylesheet the login page links."""
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+    def page(path: str, form: dict[str, str] | None = None) -> bytes:
+        data = urllib.parse.urlencode(form).encode() if form else None
+        try:
+            return browser.open(base + path, data, timeout=10).read()
+        except urllib.error.HTTPError as error:
+            raise AssertionError(f"{path}: {error.code}\n{error.read()[:2000]!r}") from None
+
+    login = page("/admin/login/").decode()
+    hidden, stylesheet = dict(HIDDEN_FIELD.findall(login)), STYLESHEET.search(login)
+    assert "csrfmiddlewaretoken" in hidden and stylesheet, login[:2000]
+    page("/admin/login/", {**hidden, "username": username, "password": password})
+    return page(f"/admin/{PACKAGE}/note/").decode(), page(stylesheet.group(1))
+
+
+@pytest.mark.pairwise
+@pytest.mark.combinations(web_framework="django", database="postgresql")
+def test_admin_site_block_collects_the_static_files_and_makes_a_user_who_sees_the_notes(
+    project: Path, sandbox: Sandbox, compose_services, tmp_path: Path
+) -> None:
+    """The README's two lines as written, `createsuperuser` answered at a terminal; then the
+    service started by its run line serves the admin site, its styles included, to that user."""
+    (block,) = shell_blocks(project / "README.md")["The admin site"]
+    collect, create = commands(block)
+    run_in_sandbox(sandbox, setup_lines(project) + "\n" + collect, project, os.environ)
+    password = secrets.token_urlsafe(16)
+    prompts = [("Username", "admin"), ("Email address", "admin@example.com"),
+               ("Password:", password), ("Password (again):", password)]  # fmt: skip
+    status, output = answered(sandbox.popen, create, project, dict(os.environ), prompts, 120)
+    assert status == 0 and "Superuser created successfully." in output, output[-3000:]
+    assert password not in output, "the password was echoed"
+
+    run = commands(block_with(shell_blocks(project / "README.md")["Run it"], "honcho start"))[-1]
+    note = f"on-the-admin-site-{uuid.uuid4()}"
+    with in_terminal(sandbox.popen, run, project, dict(os.environ), tmp_path / "run.log") as shell:
+        posted = ["curl", "-sf", "-H", "Content-Type: application/json", "-d",
+                  f'{{"text": "{note}"}}', "localhost:8000/notes"]  # fmt: skip
+        wait_until(lambda: sandbox.run(posted, timeout=10).returncode == 0, "a note posted", 60)
+        site = "http://localhost:8000"
+        try:
+            notes, stylesheet = sandbox.call(admin_site_pages, site, "admin", password)
+        except AssertionError as refused:
+            raise AssertionError(f"{refused}\n{shell.output[-4000:]}") from None
+        assert note in notes, f"not on the admin site's notes:\n{notes[:3000]}\n{shell.output}"
+        assert b"{" in stylesheet, "the admin site's stylesheet is not served"
+        shell.ctrl_c(timeout=CTRL_C_BOUND)
 
 
 @pytest.fixture(scope="session")
