@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import subprocess
 import tarfile
 import tempfile
@@ -35,7 +36,8 @@ from conftest import IDENTITY, IMAGES
 from containers import Engine, base_images, engine
 from matrix import TEMPLATE_ROOT, combination_id
 from probes import slow_requests, with_slow_route
-from processes import app_env, http_get, procfile, worker_env
+from processes import SECRET_KEY, app_env, http_get, procfile, worker_env
+from readme import commands, dotenv, shell_blocks
 from servers import free_port
 from worker_faults import not_json_objects, wait_for_result
 
@@ -213,6 +215,36 @@ def test_web_container_serves_from_a_read_only_root_as_uid_10001_names_its_commi
         f"stdout lines that are not JSON: {not_json_objects(stdout)}"
     )
     assert stderr == "", f"on stderr: {stderr}"
+
+
+def test_readme_docker_run_line_serves_the_image_with_the_env_file(
+    combination: dict[str, str], project: Path, image: Built, service_env: dict[str, str],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The README's `docker run` line with the `.env` its "Run it" block makes (a secret of
+    the reader's own), where only the backing services' addresses and the port are this
+    test's: the service starts, reaches them (/readyz) and serves through its framework."""
+    (block,) = shell_blocks(project / "README.md")["Build and run the image"]
+    build, run = commands(block)[:2]
+    tag = shlex.split(build)[3]
+    assert shlex.split(run, comments=True) == [
+        "docker", "run", "--rm", "--env-file", ".env", "--network", "host", tag,
+    ]  # fmt: skip
+    port = free_port()
+    dotenv_file = tmp_path / ".env"
+    example = dotenv(project / ".env.example")
+    secret = {"SECRET_KEY": SECRET_KEY} if "SECRET_KEY" in example else {}
+    made = {**example, **secret, **service_env, "PORT": str(port)}
+    dotenv_file.write_text("".join(f"{name}={value}\n" for name, value in made.items()))
+    with container(engine(), image.reference, "web", "--env-file", str(dotenv_file)) as web:
+        base_url = f"http://localhost:{port}"
+        try:
+            wait_for_healthz(base_url, within=15)
+        except AssertionError as missed:
+            raise AssertionError(f"{missed}\n{web.logs()}") from None
+        assert http_get(f"{base_url}/readyz")[0] == 200
+        status, body = http_get(f"{base_url}/no-such-resource")
+        assert status == 404 and isinstance(body, dict) and body["error"] == "Not Found"
 
 
 def image_files(engine: Engine, reference: str) -> dict[str, tarfile.TarInfo]:
