@@ -153,6 +153,22 @@ def queue_state(port: str) -> dict[str, int]:
         }
 
 
+def worker_state(stack: ComposeProject) -> str:
+    """What a late job needs to be told apart: the worker's processes (a pool process stuck, or
+    replaced after the time limit), how long the worker takes to resolve `redis` (netavark's
+    race leaves a container without compose's names: compose_runner.py), and its own log."""
+    name = stack.container("worker")["Name"]
+    processes = stack.compose.podman("top", name, "pid", "ppid", "etime", "args", timeout=30)
+    started = time.monotonic()
+    resolved = stack.compose.podman("exec", name, "getent", "hosts", "redis", timeout=60)
+    resolving = (
+        f"`getent hosts redis` in the worker: exit {resolved.returncode} in "
+        f"{time.monotonic() - started:.1f} s: {resolved.stdout.strip()}{resolved.stderr.strip()}"
+    )
+    own = [line for line in stack.logs().splitlines() if line.startswith("worker")]
+    return "\n".join([processes.stdout.strip(), resolving, *own[-40:]])
+
+
 def instant(text: str) -> datetime.datetime:
     """A podman timestamp (nanoseconds, Z or an offset) as a datetime."""
     text = text.replace("Z", "+00:00")
@@ -317,7 +333,7 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
                     raise AssertionError(
                         f"{missed}\nRedis after the next `up`: {after_up}\nnow: "
                         f"{sandbox.call(queue_state, variables['REDIS_HOST_PORT'])}\n"
-                        f"{log.read_text()[-8000:]}"
+                        f"{worker_state(stack)}\n{log.read_text()[-6000:]}"
                     ) from None
 
 
