@@ -104,7 +104,7 @@ def test_no_start_command_hard_codes_a_port(rendered: Path) -> None:
         assert not PORT_NUMBER.search(shlex.join(command)), command
 
 
-def test_compose_gives_web_its_port_and_runs_release_first(
+def test_compose_gives_web_its_port_and_runs_release_before_web_and_worker(
     every_combination: dict[str, str], rendered: Path
 ) -> None:
     services = compose(rendered)["services"]
@@ -114,8 +114,10 @@ def test_compose_gives_web_its_port_and_runs_release_first(
     assert ("db" in services) == (every_combination["database"] == "postgresql")
     assert ("redis" in services) == (every_combination["worker"] != "none")
     if "release" in services:
-        condition = web["depends_on"]["release"]["condition"]
-        assert condition == "service_completed_successfully"
+        for process in ("web", "worker"):
+            if process in services:
+                condition = services[process]["depends_on"]["release"]["condition"]
+                assert condition == "service_completed_successfully", process
     for name in ("db", "redis"):
         if name in services:
             assert "healthcheck" in services[name]
