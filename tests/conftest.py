@@ -14,6 +14,9 @@ from matrix import TEMPLATE_ROOT, choice_questions, code_questions, combination_
 from python_root import in_project, pyenv_versions
 from servers import Postgres, RedisServer, start_postgres
 
+# Plugins of the suite's own, one module each.
+pytest_plugins = ["resolved_versions"]
+
 # Identity answers other than the defaults, so a name hard-coded in the template shows up.
 IDENTITY = {
     "project_name": "Order Service",
@@ -259,9 +262,11 @@ def sync() -> Callable[[Path], Path]:
 
 
 @pytest.fixture
-def project(combination: dict[str, str], render, sync) -> Path:
+def project(combination: dict[str, str], render, sync, record_resolved_versions) -> Path:
     """The rendered project of this combination, installed and ready to run."""
-    return sync(render(combination))
+    installed = sync(render(combination))
+    record_resolved_versions(combination_id(combination), installed)
+    return installed
 
 
 @pytest.fixture(scope="session")
