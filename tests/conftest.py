@@ -1,21 +1,26 @@
 """Fixtures that render the template as it is on disk and run tools inside the rendered projects."""
 
-import itertools
 import os
 import shutil
 import subprocess
 import sys
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from matrix import TEMPLATE_ROOT, choice_questions, code_questions, combination_id, combinations
+from matrix import (
+    TEMPLATE_ROOT,
+    choice_questions,
+    code_questions,
+    combination_id,
+    combinations,
+    pairwise_over_pythons,
+)
 from python_root import in_project, pyenv_versions
 from servers import Postgres, RedisServer, start_postgres
 
 # Plugins of the suite's own, one module each.
-pytest_plugins = ["resolved_versions"]
+pytest_plugins = ["resolved_versions", "tiers"]
 
 # Identity answers other than the defaults, so a name hard-coded in the template shows up.
 IDENTITY = {
@@ -113,55 +118,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 for c in selected
             ],
         )
-
-
-def pairwise_over_pythons(selected: list[dict[str, str]], salt: str) -> list[dict[str, str]]:
-    """As few code combinations as meet every pair of answers of the other questions (framework,
-    database, worker: four of their eight), each on one Python, the Pythons used evenly and each
-    meeting as many answers as it can. Where that leaves a choice (the even or the odd four),
-    the salt (the test's name, or the marker's argument) picks it, so that different tests take
-    different fours and pair the Pythons differently.
-
-    For the container, fault and README tests, whose subject is the service's behaviour rather
-    than its install: every code combination still installs, lints, runs its own tests and the
-    twelve-factor probes on every Python (unmarked tests), and every Python meets every one of
-    these tests that can run on it.
-    """
-    pythons = choice_questions()["python_version"]
-    turn = zlib.crc32(salt.encode()) % len(pythons)
-    order = pythons[turn:] + pythons[:turn]
-    by_code: dict[tuple, list[dict[str, str]]] = {}
-    for c in selected:
-        others = tuple((q, a) for q, a in c.items() if q != "python_version")
-        by_code.setdefault(others, []).append(c)
-    codes = list(by_code)
-    codes = codes[turn % len(codes) :] + codes[: turn % len(codes)]
-
-    def pairs(code: tuple) -> set[tuple]:
-        return set(itertools.combinations(code, 2))
-
-    wanted = set().union(*map(pairs, codes))
-    covering = next(
-        chosen
-        for size in range(1, len(codes) + 1)
-        for chosen in itertools.combinations(codes, size)
-        if set().union(*map(pairs, chosen)) == wanted
-    )
-    used: dict[str, int] = dict.fromkeys(order, 0)
-    met: set[tuple[str, str, str]] = set()  # (Python, question, answer) pairs run so far
-    kept = []
-    for answers in covering:
-
-        def cost(c: dict[str, str], answers: tuple = answers) -> tuple[int, int, int]:
-            python = c["python_version"]
-            unmet = sum((python, q, a) not in met for q, a in answers)
-            return used[python], -unmet, order.index(python)
-
-        chosen = min(by_code[answers], key=cost)
-        used[chosen["python_version"]] += 1
-        met.update((chosen["python_version"], q, a) for q, a in answers)
-        kept.append(chosen)
-    return kept
 
 
 def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:

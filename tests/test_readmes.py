@@ -266,6 +266,7 @@ def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "mypy-cache"
 
 
+@pytest.mark.everywhere
 def test_test_and_lint_block_passes_with_nothing_skipped(
     project: Path, sandbox: Sandbox, compose_services, mypy_cache: Path
 ) -> None:

@@ -11,6 +11,9 @@ from artifacts import env_example_names
 from conftest import IDENTITY, assert_succeeds, run
 from matrix import defaults
 
+# The project's own install and tests: every code combination on every Python, in both tiers.
+pytestmark = pytest.mark.everywhere
+
 
 def test_installs_from_its_lock_on_the_chosen_python(combination, project: Path) -> None:
     version = assert_succeeds(
