@@ -20,7 +20,7 @@ from python_root import in_project, pyenv_versions
 from servers import Postgres, RedisServer, start_postgres
 
 # Plugins of the suite's own, one module each.
-pytest_plugins = ["resolved_versions", "tiers"]
+pytest_plugins = ["resolved_versions", "tiers", "shards"]
 
 # Identity answers other than the defaults, so a name hard-coded in the template shows up.
 IDENTITY = {
