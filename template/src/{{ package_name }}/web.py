@@ -74,6 +74,8 @@ def main() -> None:
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
         proxy_headers=True,
+        # uvicorn's HTTP/1.1 protocol, with the request head bounded in size, count and time.
+        http=f"{__package__}.http_head:BoundedHeadProtocol",
     )
 
 
