@@ -24,23 +24,29 @@ def liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def describe_failure(error: BaseException) -> str:
-    """Why a probe failed, in one line: the underlying error's class and first line."""
+def describe_failure(error: BaseException, *, detail: bool = True) -> str:
+    """Why a probe failed, in one line: the underlying error's class and, in detail, its first
+    line, which may name the service's host and port."""
     # Client libraries wrap the driver's error (SQLAlchemy's `raise ... from`): report that one.
     cause = error.__cause__ or error
+    if not detail:
+        return type(cause).__name__
     first_line = next(iter(str(cause).strip().splitlines()), "")
     reason = URL_CREDENTIALS.sub("***@", first_line)[:MAX_REASON]
     return f"{type(cause).__name__}: {reason}" if reason else type(cause).__name__
 
 
-def readiness(probes: Mapping[str, Callable[[], object]]) -> tuple[bool, Report]:
-    """Whether every backing service answers, with each one's state."""
+def readiness(
+    probes: Mapping[str, Callable[[], object]], *, detail: bool = True
+) -> tuple[bool, Report]:
+    """Whether every backing service answers, with each one's state (with `detail`, each
+    failure's message too: for `admin check`, run by an operator, not for /readyz)."""
     checks: dict[str, str] = {}
     for service, probe in probes.items():
         try:
             probe()
         except Exception as error:  # noqa: BLE001 - any failure means "not ready", never a crash
-            checks[service] = f"unavailable: {describe_failure(error)}"
+            checks[service] = f"unavailable: {describe_failure(error, detail=detail)}"
         else:
             checks[service] = "ok"
     ready = all(state == "ok" for state in checks.values())
@@ -50,7 +56,9 @@ def readiness(probes: Mapping[str, Callable[[], object]]) -> tuple[bool, Report]
 async def bounded_readiness(
     probes: Mapping[str, Callable[[], object]], seconds: float, threads: Executor
 ) -> tuple[bool, Report]:
-    """`readiness`, with the probes run at once on `threads`; one not done in `seconds` failed.
+    """`readiness` for /readyz, with the probes run at once on `threads`; one not done in
+    `seconds` failed. Each failure is named by its class alone: the report is answered to
+    whoever asks, and a message may name internal hosts.
 
     A frozen service never answers and its client may wait for ever: the report does not.
     """
@@ -68,4 +76,5 @@ async def bounded_readiness(
 
         return probe
 
-    return readiness({service: outcome(future) for service, future in pending.items()})
+    outcomes = {service: outcome(future) for service, future in pending.items()}
+    return readiness(outcomes, detail=False)
