@@ -1,11 +1,16 @@
 """The questions: bad answers are refused with a message saying what is allowed; renders repeat."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import copier_copy, rendered_files
 from matrix import choice_questions
+
+# A value that is not among a question's choices: Copier refuses it in its own words, which a
+# release may change; the refusal must name the question, the answer and every value allowed.
+NOT_A_CHOICE = None
 
 BAD_ANSWERS = [
     ("project_name", "   ", "must not be empty"),
@@ -30,17 +35,17 @@ BAD_ANSWERS = [
     ("author_name", "Ada\x07Lovelace", "must be one line of text"),
     ("author_email", "ada.example.org", "must look like name@example.com"),
     ("author_email", 'ada"@example.org', "must look like name@example.com"),
-    ("web_framework", "pyramid", "'pyramid' is not in ['fastapi', 'flask', 'django']"),
-    ("python_version", "3.9", "'3.9' is not in ['3.12', '3.13', '3.14', '3.15']"),
+    ("web_framework", "pyramid", NOT_A_CHOICE),
+    ("python_version", "3.9", NOT_A_CHOICE),
     ("python_version", "3.11", "Python 3.11 is no longer offered"),
-    ("database", "mysql", "'mysql' is not in ['none', 'postgresql']"),
-    ("worker", "rq", "'rq' is not in ['none', 'celery']"),
-    ("ci", "jenkins", "'jenkins' is not in ['github', 'gitlab', 'none']"),
+    ("database", "mysql", NOT_A_CHOICE),
+    ("worker", "rq", NOT_A_CHOICE),
+    ("ci", "jenkins", NOT_A_CHOICE),
     ("repository", "order-service", "The repository must be owner/name"),
     ("repository", "acme/orders/api", "The repository must be owner/name"),
     ("repository", "acme/order service", "letters, digits, '.', '_' and '-'"),
     ("repository", "-acme/order-service", "each part starting with a"),
-    ("deploy", "helm", "'helm' is not in ['none', 'kubernetes']"),
+    ("deploy", "helm", NOT_A_CHOICE),
 ]
 
 
@@ -52,7 +57,14 @@ def test_bad_answer_is_refused_with_what_is_allowed(
 ) -> None:
     result = copier_copy(template_repo, tmp_path / "out", f"{question}={answer}")
     assert result.returncode != 0
-    assert message in result.stderr, result.stderr
+    if message is NOT_A_CHOICE:
+        named = [question, answer, *choice_questions()[question]]
+        # Each as a word of its own: "3.12" in "python3.12/site-packages" is not named.
+        unnamed = [n for n in named if not re.search(rf"(?<![\w.]){re.escape(n)}(?![\w.])",
+                                                      result.stderr)]  # fmt: skip
+        assert not unnamed, f"{unnamed} not named in:\n{result.stderr}"
+    else:  # the template's own validator's message (copier.yml)
+        assert message in result.stderr, result.stderr
     assert not (tmp_path / "out" / "pyproject.toml").exists()
 
 
