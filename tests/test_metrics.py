@@ -4,6 +4,7 @@ a flood of unknown paths adds no label value."""
 
 import json
 import os
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -12,13 +13,10 @@ import load
 import pytest
 from processes import Running, app_env, procfile, run_process, running_web
 from prometheus_client.parser import text_string_to_metric_families
-from servers import wait_for
 
 # prometheus_client's variable, which the web command sets for its server processes.
 DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 WEB_THREADS = 8  # the default; each server process's database pool holds as many
-# uvicorn's line as each server process is ready.
-STARTED = "Application startup complete."
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -86,6 +84,12 @@ def shared_directory(pid: int) -> Path:
     raise AssertionError(f"no server process has {DIRECTORY}")
 
 
+def counting_processes(directory: Path) -> set[str]:
+    """The server processes that have counted a request: each keeps its counters in a file of
+    its own there, `counter_<pid>.db`, from its first."""
+    return {path.stem.rsplit("_", 1)[1] for path in directory.glob("counter_*.db")}
+
+
 @pytest.mark.parametrize("processes", [1, 2])
 def test_metrics_count_each_request_sent_by_route_template_whichever_process_served_it(
     combination: dict[str, str], project: Path, env: dict[str, str], processes: int, tmp_path
@@ -96,13 +100,21 @@ def test_metrics_count_each_request_sent_by_route_template_whichever_process_ser
     # More log lines than a pipe holds: to a file (load.logging_to).
     command = load.logging_to(tmp_path / "web.log", procfile(project)["web"])
     with running_web(project, {**env, "WEB_CONCURRENCY": str(processes)}, command) as web:
-        # running_web returns once one process answers; the others may be starting still.
-        def all_started() -> None:
-            assert (tmp_path / "web.log").read_text().count(STARTED) == processes
-
-        wait_for(all_started, f"{processes} server processes", timeout=30)
         # running_web's own /healthz, until one was answered.
         sent["/healthz", "GET", 200] = 1
+        if processes > 1:
+            # running_web returns once one process answers; the others may be starting still.
+            # Each on a connection of its own, until every process has served (and counted) one.
+            directory = shared_directory(web.process.pid)
+            deadline = time.monotonic() + 30
+            while len(counting_processes(directory)) < processes:
+                assert time.monotonic() < deadline, (
+                    f"after {sent['/healthz', 'GET', 200]} requests in 30 s, counted by "
+                    f"{counting_processes(directory)} only"
+                )
+                assert web.get("/healthz")[0] == 200
+                sent["/healthz", "GET", 200] += 1
+                time.sleep(0.05)
         # Each on a connection of its own, so the server's processes share them out.
         for _ in range(40):
             assert web.get("/healthz")[0] == 200
@@ -117,13 +129,14 @@ def test_metrics_count_each_request_sent_by_route_template_whichever_process_ser
             sent["/jobs/example", "POST", 202] = 5
         assert web.get(f"/{uuid.uuid4()}")[0] == 404
         sent["(unrouted)", "GET", 404] = 1
+        timed_key = ("/healthz", "GET", 200)
         scrapes = [scrape(web) for _ in range(6)]
         for number, samples in enumerate(scrapes):
             for (route, method, status), count in sent.items():
                 assert counted(samples, route, method, status) == count, (route, number)
             assert counted(samples, "/metrics", "GET", 200) == number
             timed = frozenset({"route": "/healthz", "method": "GET"}.items())
-            assert samples["http_request_duration_seconds_count", timed] == 41
+            assert samples["http_request_duration_seconds_count", timed] == sent[timed_key]
             # Only the scrape itself is in flight, in whichever process answers it.
             assert samples["http_requests_in_flight", frozenset()] == 1
             if combination["database"] != "none" and combination["web_framework"] != "django":
@@ -138,8 +151,7 @@ def test_metrics_count_each_request_sent_by_route_template_whichever_process_ser
         assert counted(flooded, "(unrouted)", "GET", 404) == 201
         assert set(flooded) == labels_before
         if processes > 1:
-            directory = shared_directory(web.process.pid)
-            writers = {path.stem.rsplit("_", 1)[1] for path in directory.glob("counter_*.db")}
+            writers = counting_processes(directory)
             assert len(writers) == processes, f"requests counted by {writers} only"
         assert web.stop() == 0, web.stderr
     if processes > 1 and directory.is_relative_to("/tmp"):  # not in a root of its own
