@@ -1,5 +1,7 @@
 """Releases users can pin: CHANGELOG.md names each version's commit; `.ci/tag-releases`, run in
-any clone, tags every version there from it; `copier copy --vcs-ref vX.Y.Z` then renders each.
+any clone, tags every version there from it; `copier copy --vcs-ref vX.Y.Z` then renders each;
+and the release workflow's step (.github/workflows/release.yml) tags, pushes and publishes as
+written.
 
 The clones here hold this repository's history and, on top of it, one commit of the work in
 hand (the working tree as the tests render it): the top release, which names no commit until it
@@ -16,9 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import TEMPLATE_ROOT, assert_succeeds
+from workflows import machine_environment, report, run_steps, workflow
 
 HEADING = re.compile(r"^## (\d+\.\d+\.\d+)(?: \(([^()]*)\))?$", re.MULTILINE)
 COMMIT = re.compile(r"\bcommit ([0-9a-f]{40})\b")
+REPOSITORY = "org/copier-twelve-factor"
+TOKEN = "token-for-the-test"
 
 
 def git(repo: Path, *arguments: str) -> str:
@@ -142,3 +147,64 @@ def test_tag_releases_refuses_a_tag_elsewhere_or_an_older_version_naming_no_comm
     refused = subprocess.run([".ci/tag-releases"], cwd=clone, capture_output=True, text=True)
     assert refused.returncode == 1 and "'## 0.5.0' names no commit" in refused.stderr
     assert git(clone, "tag", "--list") == ""
+
+
+GH_STUB = """\
+#!/usr/bin/env bash
+# gh, as the release step calls it: each call's arguments and standard input kept in GH_CALLS.
+n=$(find "$GH_CALLS" -name '*.args' | wc -l)
+printf '%s\\n' "$@" >"$GH_CALLS/$n.args"
+cat >"$GH_CALLS/$n.stdin"
+"""
+
+
+def test_release_workflow_step_tags_pushes_and_publishes_as_written(tmp_path: Path) -> None:
+    """The step's text run as written: `${{ github.token }}` is a token of the test's, GitHub's
+    URL (token included) leads to a bare repository here (git's url.*.insteadOf, set in the
+    environment), and `gh` is a stand-in on PATH that records its calls."""
+    clone = work_in_hand_clone(tmp_path / "clone")
+    remote = tmp_path / "github" / f"{REPOSITORY}.git"
+    assert_succeeds(["git", "init", "--quiet", "--bare", str(remote)], tmp_path)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "gh").write_text(GH_STUB)
+    (tmp_path / "bin" / "gh").chmod(0o755)
+    calls = tmp_path / "gh-calls"
+    calls.mkdir()
+    machine = machine_environment()
+    environment = {
+        **machine,
+        "PATH": f"{tmp_path / 'bin'}:{machine['PATH']}",
+        "GITHUB_REPOSITORY": REPOSITORY,
+        "GH_CALLS": str(calls),
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{tmp_path / 'github'}/.insteadOf",
+        "GIT_CONFIG_VALUE_0": f"https://x-access-token:{TOKEN}@github.com/",
+    }
+    release = workflow("release.yml")
+    context = {"github.token": TOKEN}
+    results = run_steps(release, "release", clone, context, environment)
+    assert [r.returncode for _, r in results] == [0], report(results)
+
+    head = git(clone, "rev-parse", "HEAD")
+    for version, commit, _ in RELEASES:
+        assert git(remote, "rev-parse", f"v{version}^{{commit}}") == (commit or head)
+        assert git(remote, "cat-file", "-t", f"v{version}") == "tag"
+    published = []
+    for number in range(len(RELEASES)):
+        arguments = (calls / f"{number}.args").read_text().splitlines()
+        tag = arguments[2]
+        published.append(tag)
+        latest = "true" if tag == f"v{RELEASES[0][0]}" else "false"
+        assert arguments == [
+            "release", "create", tag, "--repo", REPOSITORY, "--verify-tag", "--title", tag,
+            "--notes-file", "-", f"--latest={latest}",
+        ]  # fmt: skip
+        (section,) = [s for v, _, s in RELEASES if f"v{v}" == tag]
+        assert (calls / f"{number}.stdin").read_text() == section.split("\n", 1)[1].strip(
+            "\n"
+        ) + "\n"
+    assert published == [f"v{version}" for version, _, _ in reversed(RELEASES)]
+
+    again = run_steps(release, "release", clone, context, environment)
+    assert [r.returncode for _, r in again] == [0], report(again)
+    assert len(list(calls.glob("*.args"))) == len(RELEASES), "published again"
