@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import resolved_versions
 import yaml
 from matrix import TEMPLATE_ROOT
 
@@ -65,11 +66,19 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def machine_environment() -> dict[str, str]:
-    """This process's environment less its virtual environment, which `uv run` put first on PATH:
-    the steps run as on a machine where nothing is installed into a project yet."""
+    """This process's environment less what the test run put in it: its virtual environment,
+    which `uv run` put first on PATH, and the variables pytest and its plugins pass to their
+    own processes (a run started by a step is a run of its own)."""
     venv = os.path.join(sys.prefix, "bin")
     path = [entry for entry in os.environ["PATH"].split(os.pathsep) if entry != venv]
-    return {**os.environ, "PATH": os.pathsep.join(path)}
+    return {
+        **{
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith("PYTEST_") and name != resolved_versions.DIRECTORY_VARIABLE
+        },
+        "PATH": os.pathsep.join(path),
+    }
 
 
 def run_steps(
