@@ -14,6 +14,13 @@ service` serves. What stands in for the rest of a Docker engine:
   instead of starting a new one (netavark#956 fixed the race later): a container started in that
   window has no service names, and an `up` right after a `down` hit it under load. Each `up`
   waits out an exiting aardvark-dns first;
+- under load, aardvark-dns 1.4 answers some lookups late or not at all: each SIGHUP that
+  netavark sends it (a container started or gone on any of its networks) closes and reopens its
+  sockets, and a lookup sent meanwhile is lost (5 s, the resolver's timeout, measured here);
+  left with no listener, a lookup of `redis` stalls 15-20 s and fails. A test whose subject is
+  not the names themselves gives the project fixed addresses, with each service's names in the
+  others' /etc/hosts (`unused_subnet`, test_compose.fixed_addresses_override): no lookup of a
+  service's name reaches aardvark-dns;
 - podman runs each health check from a systemd timer, and this machine has no systemd: a
   HealthClock thread runs `podman healthcheck run` for each running container of a project at
   the container's own interval, as the timer would. The checks are compose.yaml's and the
@@ -23,8 +30,10 @@ service` serves. What stands in for the rest of a Docker engine:
 """
 
 import contextlib
+import ipaddress
 import json
 import os
+import random
 import socket
 import subprocess
 import threading
@@ -47,6 +56,9 @@ exit 2
 PROJECT_LABEL = "com.docker.compose.project"
 # What a container whose resolver has no compose service names logs (getaddrinfo EAI_AGAIN).
 NAME_NOT_RESOLVED = "Temporary failure in name resolution"
+# The subnets a project with fixed addresses takes its /24 from: away from the pools podman
+# takes its own from (10.88.0.0/16 for its default network, 10.89.x.0/24 for the others).
+FIXED_SUBNETS = ipaddress.IPv4Network("10.200.0.0/13")
 SERVICE = (
     "mkdir -p /run/containers/networks && mount -t tmpfs tmpfs /run/containers/networks && "
     'exec podman system service --time=0 "$0"'
@@ -98,6 +110,25 @@ class ComposeEngine:
         deadline = time.monotonic() + bound
         while _aardvark_in(network) and time.monotonic() < deadline:
             time.sleep(0.1)
+
+    def unused_subnet(self) -> ipaddress.IPv4Network:
+        """A /24 of FIXED_SUBNETS that no podman network of this machine holds: the networks'
+        configurations are the machine's, whichever network namespace their containers run in,
+        and podman refuses a network whose subnet another one holds. Chosen at random, so that
+        test processes choosing at once rarely choose the same."""
+        listed = self.podman("network", "ls", "--format", "json")
+        assert listed.returncode == 0, listed.stderr
+        held = [
+            ipaddress.ip_network(subnet["subnet"])
+            for network in json.loads(listed.stdout or "[]")
+            for subnet in network.get("subnets") or []
+        ]
+        free = [
+            subnet
+            for subnet in FIXED_SUBNETS.subnets(new_prefix=24)
+            if not any(other.version == 4 and subnet.overlaps(other) for other in held)
+        ]
+        return random.choice(free)
 
     def podman(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """podman, through the API: containers, networks and volumes as the service sees them."""

@@ -27,6 +27,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+import yaml
 from app_images import app_image, slug
 from compose_images import ensure_stand_ins
 from compose_runner import ComposeEngine, ComposeProject, compose_project
@@ -155,8 +156,8 @@ def queue_state(port: str) -> dict[str, int]:
 
 def worker_state(stack: ComposeProject) -> str:
     """What a late job needs to be told apart: the worker's processes (a pool process stuck, or
-    replaced after the time limit), how long the worker takes to resolve `redis` (netavark's
-    race leaves a container without compose's names: compose_runner.py), and its own log."""
+    replaced after the time limit), where and how fast the worker finds `redis` (its /etc/hosts
+    in the `down` test: fixed_addresses_override), and its own log."""
     name = stack.container("worker")["Name"]
     processes = stack.compose.podman("top", name, "pid", "ppid", "etime", "args", timeout=30)
     started = time.monotonic()
@@ -272,6 +273,34 @@ def slow_route_override(project: Path, framework: str, folder: Path, worker: boo
     return override
 
 
+def fixed_addresses_override(project: Path, compose: ComposeEngine, folder: Path) -> Path:
+    """A compose file that gives each service of the project a fixed address on the project's
+    network, on a subnet no other network holds, and puts the other services' names and
+    addresses in its /etc/hosts. The services then reach each other by the names compose.yaml
+    uses with no lookup sent to aardvark-dns, which under load answers late or not at all
+    (compose_runner.py). For a test whose subject is not the names: the `up` test resolves them
+    as compose does."""
+    services = sorted(yaml.safe_load((project / "compose.yaml").read_text())["services"])
+    subnet = compose.unused_subnet()
+    # The subnet's first address is the network's gateway (netavark's).
+    addresses = dict(zip(services, list(subnet.hosts())[1 : len(services) + 1], strict=True))
+    fixed = {
+        "networks": {"default": {"ipam": {"config": [{"subnet": str(subnet)}]}}},
+        "services": {
+            service: {
+                "networks": {"default": {"ipv4_address": str(address)}},
+                "extra_hosts": [
+                    f"{name}:{addresses[name]}" for name in services if name != service
+                ],
+            }
+            for service, address in addresses.items()
+        },
+    }
+    override = folder / "fixed-addresses.yaml"
+    override.write_text(yaml.safe_dump(fixed))
+    return override
+
+
 @pytest.mark.parametrize("answers", COMBINATIONS)
 def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_off_job(
     answers: dict[str, str], image_project: Path, compose_engine: ComposeEngine, tmp_path: Path
@@ -279,11 +308,15 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
     """A job longer than the grace period, running at `down`, goes back on the queue; Redis
     keeps it on its volume, and the next `up` runs it. Back on the queue at once when Celery's
     shutdown requeues it; else, when that shutdown hangs and the worker's exit bound cuts it
-    short (under load, 1 `down` in about 30), once its redelivery time is over."""
+    short (under load, 1 `down` in about 30), once its redelivery time is over. The services
+    find each other at fixed addresses (fixed_addresses_override): under load, a lookup of
+    `redis` by the job run again after the next `up` stalled in aardvark-dns until the job's
+    time limit, and another stalled the worker's start for 55 s."""
     sandbox = compose_engine.sandbox
     worker = answers["worker"] != "none"
     override = slow_route_override(image_project, answers["web_framework"], tmp_path, worker)
-    variables = published(COMPOSE_FILE=f"compose.yaml:{override}")
+    fixed = fixed_addresses_override(image_project, compose_engine, tmp_path)
+    variables = published(COMPOSE_FILE=f"compose.yaml:{override}:{fixed}")
     message = f"cut-off-{uuid.uuid4()}"
     since = time.time() - 1
     with compose_project(
