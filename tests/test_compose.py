@@ -60,8 +60,9 @@ def param(combination: dict[str, str]):
     return pytest.param(combination, id=name, marks=pytest.mark.xdist_group(name))
 
 
-# The image tests' four (a database, a worker, both and neither; each framework twice): their
-# builds are shared.
+# The image tests' combinations (every pair of answers met): their builds are shared. Field
+# tests: in the default tier, once each, on the image tests' one (tiers.py).
+pytestmark = pytest.mark.pairwise(IMAGES)
 COMBINATIONS = [param(c) for c in pairwise_over_pythons(combinations(code_questions()), IMAGES)]
 BACKED = [
     param for param in COMBINATIONS if set(param.values[0].values()) & {"postgresql", "celery"}
