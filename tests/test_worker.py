@@ -50,9 +50,9 @@ def test_a_job_within_the_grace_period_finishes_before_the_worker_exits(
     message = f"short-{uuid.uuid4()}"
     worker = Watched(project, "worker", env)
     try:
-        worker.wait_for_line("ready")
-        enqueue(project, env, message, seconds=1)
-        worker.wait_for_line("received")
+        job = enqueue(project, env, message, seconds=1)
+        # Its first line naming the job: it has taken the job (received), whenever it started.
+        worker.wait_for_line(job, timeout=60)
     finally:
         status = worker.stop()
     assert message in results(env["REDIS_URL"])
@@ -66,9 +66,8 @@ def test_a_job_cut_off_by_shutdown_goes_back_to_the_queue_and_runs_on_the_next_w
     message = f"long-{uuid.uuid4()}"
     first = Watched(project, "worker", env)
     try:
-        first.wait_for_line("ready")
-        enqueue(project, env, message, seconds=6)
-        first.wait_for_line("received")
+        job = enqueue(project, env, message, seconds=6)
+        first.wait_for_line(job, timeout=60)  # taken (received), as above
         time.sleep(0.5)
     finally:
         started = time.monotonic()
@@ -153,13 +152,11 @@ def test_a_time_limit_not_below_the_redelivery_time_stops_the_worker_naming_both
         env = app_env(project, service_env, JOB_TIME_LIMIT_SECONDS=limit,
                       JOB_REDELIVERY_SECONDS=redelivery)  # fmt: skip
         with Worker(project, env) as worker:
-            worker.wait_for(lambda line: "ready" in line, 10)
-            status = worker.process.poll()
+            status = worker.exit_status(10)
             assert status is not None, (
-                f"the worker started with JOB_TIME_LIMIT_SECONDS={limit} and "
+                f"the worker still ran 10 s on with JOB_TIME_LIMIT_SECONDS={limit} and "
                 f"JOB_REDELIVERY_SECONDS={redelivery}"
             )
-            worker.exit_status(5)
         stderr = "".join(line for _, line in worker.stderr)
         assert status != 0
         assert not worker.stdout, f"it logged before failing: {worker.output()}"
@@ -178,10 +175,8 @@ def test_a_taken_metrics_port_stops_the_worker_with_one_message_naming_the_varia
         port = str(taken.getsockname()[1])
         env = app_env(project, service_env, WORKER_METRICS_PORT=port)
         with Worker(project, env) as worker:
-            worker.wait_for(lambda line: "ready" in line, 10)
-            status = worker.process.poll()
-            assert status is not None, f"the worker started with port {port} taken"
-            worker.exit_status(5)
+            status = worker.exit_status(10)
+            assert status is not None, f"the worker still ran 10 s on with port {port} taken"
     stderr = "".join(line for _, line in worker.stderr)
     assert status != 0
     assert "Traceback" not in stderr, stderr
@@ -200,9 +195,9 @@ def test_with_metrics_off_the_worker_leaves_a_taken_metrics_port_alone_and_runs_
         port = str(taken.getsockname()[1])
         env = app_env(project, service_env, METRICS="false", WORKER_METRICS_PORT=port)
         with Worker(project, env) as worker:
-            assert worker.wait_for(lambda line: "ready" in line, 30), worker.output()
             enqueue(project, env, message, seconds=0)
-            ran = wait_for_result(env["REDIS_URL"], message, timeout=30)
+            # Its start included: the job runs once the worker has started (with the port taken).
+            ran = wait_for_result(env["REDIS_URL"], message, timeout=60)
             status = worker.stop()
     assert ran, f"the job did not run:\n{worker.output()}"
     assert status == 0, worker.output()

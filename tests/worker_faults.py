@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,9 +52,24 @@ def enqueue(project: Path, env: dict[str, str], message: str, seconds: float) ->
     return job.group(1)
 
 
+def runs_jobs(project: Path, env: dict[str, str], worker: subprocess.Popen, timeout: float) -> bool:
+    """Whether the worker, started already, runs a job within `timeout` seconds: an example job
+    put on the queue for it (with `env`), recorded. The service's own sign that a worker has
+    started; Celery's "ready" line says so in Celery's words, which a release may change."""
+    message = f"warm-up-{uuid.uuid4()}"
+    enqueue(project, env, message, seconds=0)
+    deadline = time.monotonic() + timeout
+    while message not in results(env["REDIS_URL"]):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def received(job: str) -> Callable[[str], bool]:
-    """Matches the worker's line saying it took this job off the queue."""
-    return lambda line: job in line and "received" in line
+    """Matches the worker's first line naming this job: Celery logs a job's id first as it
+    takes the job off the queue. Its words for that are Celery's, so only the id is matched."""
+    return lambda line: job in line
 
 
 def not_json_objects(lines: list[str]) -> list[str]:
