@@ -17,6 +17,7 @@ from pathlib import Path
 from artifacts import env_example_names
 from processes import Running, Watched, procfile, run_one_off, run_process, running_web
 from servers import free_port
+from worker_faults import runs_jobs
 
 REQUIRED_LOG_KEYS = {"timestamp", "level", "logger", "message"}
 # A settings switch on an environment name, or a settings file per environment.
@@ -323,7 +324,9 @@ def probe_only_release_migrates(project: Path, env: dict[str, str], tables) -> N
     if "worker" in procfile(project):
         worker = Watched(project, "worker", env)
         try:
-            worker.wait_for_line("ready")
+            # Started through and through: it has taken a job off the queue and run it.
+            started = runs_jobs(project, env, worker.process, timeout=60)
+            assert started, f"the worker ran no job:\n{''.join(worker.lines)}"
         finally:
             worker.stop()
     assert tables() == set(), f"starting the processes created {tables()}"
@@ -339,14 +342,25 @@ ADMIN_ARGUMENTS = {"check": [], "migrate": [], "enqueue-example": ["probe"]}
 
 
 def admin_commands(project: Path) -> list[str]:
-    shown = run_one_off(project, ["python", "-m", f"{package_of(project)}.admin", "--help"], {})
+    """The service's admin commands, as its code declares them (not as a library's help text
+    lays them out): Django's management commands of its package, a module each, or the click
+    group's. `--help` answers with nothing configured, and names each of them."""
+    package = package_of(project)
+    shown = run_one_off(project, ["python", "-m", f"{package}.admin", "--help"], {})
     assert shown.returncode == 0, shown.stderr
-    if "Commands:" in shown.stdout:  # click's help
-        commands = shown.stdout.split("Commands:", 1)[1]
-        return [line.split()[0] for line in commands.splitlines() if line.strip()]
-    # Django's: every management command, the service's own listed under its package's name.
-    own = shown.stdout.split(f"[{package_of(project)}]\n", 1)[1].split("\n\n", 1)[0]
-    return [line.strip().replace("_", "-") for line in own.splitlines()]
+    modules = project / "src" / package / "management" / "commands"
+    if modules.is_dir():
+        commands = sorted(m.stem.replace("_", "-") for m in modules.glob("[!_]*.py"))
+    else:
+        code = f"from {package}.admin import cli; print(*cli.commands)"
+        listed = run_one_off(project, ["python", "-c", code], {})
+        assert listed.returncode == 0, listed.stderr
+        commands = listed.stdout.split()
+    assert commands, "no admin command"
+    # Django's help names a command by its module (`_`), the service's by `-`.
+    unnamed = [c for c in commands if not {c, c.replace("-", "_")} & set(shown.stdout.split())]
+    assert not unnamed, f"--help does not name {unnamed}:\n{shown.stdout}"
+    return commands
 
 
 def probe_admin_commands_are_one_offs(project: Path, env: dict[str, str], down: dict[str, str]):
