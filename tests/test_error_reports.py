@@ -15,6 +15,7 @@ import pytest
 from probes import package_of, with_failing_route
 from processes import Watched, app_env, run_one_off, run_process, running_web
 from receivers import SENTRY_KEY, SentryProject
+from worker_faults import runs_jobs
 
 # Values no event may hold: the test's secrets, and what a client sends to authenticate.
 CANARY = "canary-" + uuid.uuid4().hex
@@ -105,7 +106,8 @@ def test_a_job_that_raises_is_one_event_from_the_worker_with_its_release_and_no_
     env = {**env, **secrets(env), "SENTRY_DSN": sentry.dsn, "SENTRY_RELEASE": RELEASE}
     worker = Watched(project, "worker", env)
     try:
-        worker.wait_for_line("ready")
+        # Started: it runs a job (which raises nothing, so sends no event).
+        assert runs_jobs(project, env, worker.process, timeout=60), "".join(worker.lines)
         # Arguments the example job does not take: it raises a TypeError in the pool's process.
         code = (
             f"from {package_of(project)}.jobs import create_queue; "
@@ -125,7 +127,7 @@ def test_a_job_that_raises_is_one_event_from_the_worker_with_its_release_and_no_
     assert SENTRY_KEY not in json.dumps(event), "the DSN reached Sentry in an event"
 
 
-# A migrations' history the release cannot go on from, by framework, with a name its error gives.
+# A migrations' history the release cannot go on from, by framework.
 ALEMBIC_AHEAD = (
     "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);"
     "INSERT INTO alembic_version VALUES ('f00dfeedf00d')",
@@ -140,7 +142,6 @@ HISTORY_THAT_CRASHES = {
         " VALUES ('admin', '0001_initial', now())",
     ),
 }
-NAMED_BY_THE_CRASH = {"fastapi": "f00dfeedf00d", "flask": "f00dfeedf00d", "django": "admin.0001"}
 
 
 @pytest.mark.pairwise
@@ -165,6 +166,7 @@ def test_a_release_that_crashes_is_one_event_with_its_release_and_no_secret(
     (event,) = events
     assert event["release"] == RELEASE
     (error,) = event["exception"]["values"][-1:]
-    assert NAMED_BY_THE_CRASH[combination["web_framework"]] in error["value"], error
+    # The crash the release printed, whatever words its library gives it (Alembic's, Django's).
+    assert error["value"].strip() and error["value"] in released.stderr, (error, released.stderr)
     assert CANARY not in b"".join(sentry.envelopes).decode(), "a secret reached Sentry"
     assert SENTRY_KEY not in json.dumps(event), "the DSN reached Sentry in an event"
