@@ -66,7 +66,7 @@ def answer_to(
             if sent < len(then):
                 try:
                     sent += sock.send(then[sent : sent + 16384])
-                except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                except OSError:  # its buffers full, or the connection closed after the answer
                     time.sleep(0.01)
             else:
                 time.sleep(0.01)
