@@ -19,6 +19,7 @@ is installed once, and its caches shared, rather than installed again for the pi
 
 import copy
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -76,14 +77,15 @@ def github_runner_env(project: Path, job: dict, env_file: Path) -> dict[str, str
 
 
 def run_github_job_steps(
-    sandbox: Sandbox, project: Path, job: dict
+    sandbox: Sandbox, project: Path, job: dict, extra_env: dict[str, str] | None = None
 ) -> list[tuple[str, subprocess.CompletedProcess[str]]]:
     """Each `run:` step of the job in order, as `bash -e` in the checkout, as the runner runs a
     step with no `shell:`; stops at the first that fails. `uses:` steps are not run: checkout
-    is the project itself, and setup-uv's uv is the one on PATH."""
+    is the project itself, and setup-uv's uv is the one on PATH. `extra_env`: the test's own
+    variables on top of the runner's and the job's (a report pytest writes, say)."""
     results = []
     with tempfile.NamedTemporaryFile("w", suffix=".env") as env_file:
-        env = github_runner_env(project, job, Path(env_file.name))
+        env = {**github_runner_env(project, job, Path(env_file.name)), **(extra_env or {})}
         for step in job["steps"]:
             if "run" not in step:
                 continue
@@ -159,16 +161,25 @@ def gitlab_pipeline_put_in(project: Path, gitlab_render: Path, jobs: list[str]) 
 
 
 def run_gitlab_job(
-    sandbox: Sandbox, project: Path, job_name: str, aliases: list[str], tmp_path: Path
+    sandbox: Sandbox,
+    project: Path,
+    job_name: str,
+    aliases: list[str],
+    tmp_path: Path,
+    variables: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`gitlab-ci-local --force-shell-executor JOB` in the sandbox, the services' aliases
-    resolving to its loopback as a runner's service network resolves them."""
+    resolving to its loopback as a runner's service network resolves them; `variables`, the
+    test's own, given to the job as CI/CD variables are (`--variable`)."""
     hosts = tmp_path / "hosts"
     hosts.write_text(f"127.0.0.1 localhost {' '.join(aliases)}\n::1 localhost\n")
+    given = " ".join(
+        f"--variable {shlex.quote(f'{name}={value}')}" for name, value in (variables or {}).items()
+    )
     script = (
         f'mount --bind "{hosts}" /etc/hosts && exec "{GITLAB_CI_LOCAL}" '
         f'--force-shell-executor --file {LOCAL_PIPELINE} --home "{tmp_path}" --no-color '
-        f'"{job_name}"'
+        f'{given} "{job_name}"'
     )
     return sandbox.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],

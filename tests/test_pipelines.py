@@ -33,6 +33,7 @@ from pipelines import (
     run_gitlab_job,
     start_backing_services,
 )
+from pytest_report import outcomes, reporting_to
 from python_root import root_pythons
 from sandbox import Sandbox
 
@@ -73,7 +74,7 @@ def overlay_image(project: Path) -> str | None:
     web_framework=defaults()["web_framework"], python_version=defaults()["python_version"]
 )
 def test_github_test_job_steps_pass_in_order_with_the_jobs_env(
-    project: Path, ci_sandbox: Sandbox
+    project: Path, ci_sandbox: Sandbox, tmp_path: Path
 ) -> None:
     job = github_workflow(project)["jobs"]["test"]
     services = job.get("services", {})
@@ -82,7 +83,9 @@ def test_github_test_job_steps_pass_in_order_with_the_jobs_env(
             assert services[name]["ports"] == [f"{port}:{port}"], services[name]
     postgres = services["postgres"]["env"] if "postgres" in services else None
     start_backing_services(ci_sandbox, postgres)
-    results = run_github_job_steps(ci_sandbox, project, job)
+    # The tests' outcomes from pytest's report (pytest_report.py), not its summary's words.
+    tested = tmp_path / "pytest.xml"
+    results = run_github_job_steps(ci_sandbox, project, job, reporting_to(tested, {}))
     ran = [name for name, _ in results]
     report = "\n".join(
         f"--- {name}: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
@@ -91,8 +94,8 @@ def test_github_test_job_steps_pass_in_order_with_the_jobs_env(
     print(*ran, sep="\n")  # each step's time, for -s
     assert all(r.returncode == 0 for _, r in results), report
     assert len(ran) == len([step for step in job["steps"] if "run" in step]), report
-    tests = results[-1][1].stdout
-    assert " passed" in tests and "skipped" not in tests, tests[-3000:]
+    tests = outcomes(tested)
+    assert tests.passed and not tests.skipped and not tests.failed, f"{tests}\n{report[-3000:]}"
 
 
 def test_github_postgres_service_is_healthy_only_once_it_takes_connections_over_tcp(
@@ -227,13 +230,16 @@ def test_gitlab_test_job_passes_under_gitlab_ci_local(
         expected = gitlab_pipeline(gitlab_render)
         expected["test"].pop("services", None)
         assert local == expected, "the copy differs from the rendered file by more than services"
-        result = run_gitlab_job(ci_sandbox, project, "test", gitlab_service_aliases(job), tmp_path)
+        # The tests' outcomes from pytest's report (pytest_report.py), not its summary's words.
+        tested = tmp_path / "pytest.xml"
+        result = run_gitlab_job(ci_sandbox, project, "test", gitlab_service_aliases(job), tmp_path,
+                                variables=reporting_to(tested, {}))  # fmt: skip
     output = result.stdout + result.stderr
+    # gitlab-ci-local's exit status is the job's: it ran every line of its script, and each
+    # passed (a line that fails ends the job); the tests' run among them wrote the report.
     assert result.returncode == 0, output[-6000:]
-    assert re.search(r"PASS\s+test", output), output[-6000:]
-    for script_line in job["script"]:
-        assert f"$ {script_line}" in output, f"not run: {script_line}\n{output[-6000:]}"
-    assert " passed" in output and "skipped" not in output, output[-6000:]
+    tests = outcomes(tested)
+    assert tests.passed and not tests.skipped and not tests.failed, f"{tests}\n{output[-6000:]}"
 
 
 @pytest.mark.combinations(ci="gitlab")
