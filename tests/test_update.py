@@ -1,7 +1,7 @@
 """`copier update`: from an older version to the work in hand, keeping the user's edits.
 
 Versions are tags of a throwaway template repository: v0.2.0 and v0.5.0 are old commits of this
-one (CHANGELOG.md names them), v0.6.0 the template as it is on disk. Projects are made the way the
+one (CHANGELOG.md names them), v0.7.0 the template as it is on disk. Projects are made the way the
 README of each version says: up to 0.2.0 with `--trust` (those versions ran a task that locked
 the project), since 0.3.0 with the plain command, then `git init` and `uv lock`.
 """
@@ -19,11 +19,12 @@ import pytest
 import yaml
 from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds, rendered_files
 from matrix import choice_questions, defaults, load_copier_yml
+from readme import commands, shell_blocks
 
 OLD_TAG, OLD_COMMIT = "v0.2.0", "d2af6324b930f5f9ef6b77ff568d4586cf7a6e97"
 # The last version to offer Python 3.11.
 PREVIOUS_TAG, PREVIOUS_COMMIT = "v0.5.0", "54efb260ba24a8c03751977a4247dd04aee92e86"
-NEW_TAG = "v0.6.0"
+NEW_TAG = "v0.7.0"
 # CHANGELOG 0.3.0: a project from a version with the task is updated once with these, so that
 # neither version's task runs (the old one's uv.lock would count as a file the template dropped).
 FROM_A_VERSION_WITH_TASKS = ("--trust", "--skip-tasks")
@@ -252,11 +253,48 @@ def test_a_dependency_added_by_both_is_a_conflict_shown_inline_and_the_lock_stay
     assert '"freezegun>=1.5"' in merged, "the user's dependency was dropped"
     assert '"honcho>=2"' in merged, "the template's dependency was dropped"
     assert (project / "uv.lock").read_bytes() == users_lock, "the update merged into uv.lock"
+    # The README's line lists the conflicted files, pyproject.toml unparsable as it is; the
+    # project's own test names them and fails its tests until they are resolved.
+    (listing,) = [
+        line.split("#")[0]
+        for line in commands(shell_blocks(project / "README.md")["Updating from the template"][0])
+        if line.startswith("git grep")
+    ]
+    listed = subprocess.run(["bash", "-c", listing], cwd=project, capture_output=True, text=True)
+    assert listed.stdout.split() == ["pyproject.toml"], listed
+    conflicts = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest",
+                 "tests/test_conflicts.py"]  # fmt: skip
+    unresolved = subprocess.run(conflicts, cwd=project, capture_output=True, text=True)
+    assert unresolved.returncode != 0  # pyproject.toml does not parse: no test can run
+    assert "pyproject.toml" in unresolved.stdout + unresolved.stderr, unresolved
     # Resolved by keeping both sides, then locked as the README says.
     resolved = [line for line in merged.splitlines(keepends=True) if not line.startswith(MARKERS)]
     (project / "pyproject.toml").write_text("".join(resolved))
     assert_succeeds(["uv", "lock", "--quiet"], project)
     assert {"freezegun", "honcho"} <= locked_packages((project / "uv.lock").read_bytes())
+    # A conflict in a file no tool parses (the README) fails the project's tests, named.
+    readme = (project / "README.md").read_text()
+    (project / "README.md").write_text(
+        f"{readme}<<<<<<< before\nours\n=======\ntheirs\n>>>>>>> after\n"
+    )
+    unresolved = subprocess.run(conflicts, cwd=project, capture_output=True, text=True)
+    assert unresolved.returncode == 1 and "README.md" in unresolved.stdout, unresolved
+    (project / "README.md").write_text(readme)
+    assert subprocess.run(conflicts, cwd=project, capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("trusting", [("--trust",), ("--trust", "--skip-tasks")], ids=" ".join)
+def test_an_update_from_before_0_3_0_keeps_the_users_lock(
+    versioned_template: Path, tmp_path: Path, trusting: tuple[str, ...]
+) -> None:
+    """Copier's hint for such a project is --trust, which re-ran the old version's locking task
+    in its copy of that version and so deleted the project's uv.lock (hooks/keep_lock.py)."""
+    project = render(versioned_template, tmp_path / "project", {}, ref=OLD_TAG)
+    users_lock = (project / "uv.lock").read_bytes()
+    copier(COPIER_VERSIONS["newest-copier"], "update", *trusting, cwd=project)
+    assert recorded_answers(project)["_commit"] == NEW_TAG
+    assert (project / "uv.lock").read_bytes() == users_lock, "the update took the user's lock"
+    assert not list((project / ".git").glob("copier-twelve-factor-*")), "the kept copy stayed"
 
 
 def test_update_with_no_template_change_changes_nothing(template_repo: Path, tmp_path: Path):
