@@ -70,6 +70,7 @@ def overlay_image(project: Path) -> str | None:
 
 # The workflow varies with these answers only (the test after this one holds it so): its steps
 # run on one framework and Python, the lint and tests of the others being the GitLab job's.
+@pytest.mark.once  # a field test: on each combination in the full tier
 @pytest.mark.combinations(
     web_framework=defaults()["web_framework"], python_version=defaults()["python_version"]
 )

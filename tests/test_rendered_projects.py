@@ -12,10 +12,9 @@ from conftest import IDENTITY, assert_succeeds, run
 from matrix import defaults
 from pytest_report import outcomes
 
-# The project's own install and tests: every code combination on every Python, in both tiers.
-pytestmark = pytest.mark.everywhere
 
-
+# The project's own install: every code combination on every Python, in both tiers.
+@pytest.mark.everywhere
 def test_installs_from_its_lock_on_the_chosen_python(combination, project: Path) -> None:
     version = assert_succeeds(
         [
@@ -32,6 +31,8 @@ def test_installs_from_its_lock_on_the_chosen_python(combination, project: Path)
     assert (project / "src" / IDENTITY["package_name"] / "__init__.py").is_file()
 
 
+# Its own tests with backing services run everywhere (test_readmes); without, a field test.
+@pytest.mark.once
 @pytest.mark.combinations(python_version=defaults()["python_version"])
 def test_its_tests_pass_without_backing_services_and_skip_theirs_in_one_line(
     project: Path, tmp_path: Path
@@ -65,6 +66,7 @@ def test_its_tests_pass_without_backing_services_and_skip_theirs_in_one_line(
     assert all("CI runs every test" in failure for failure in ci.failed), ci.failed
 
 
+@pytest.mark.everywhere
 def test_uv_run_is_quiet(project: Path) -> None:
     """Bytecode is compiled where the project is installed (the image, CI), not on every run:
     `uv run` of an installed project says nothing (with compile-bytecode set, it would announce

@@ -151,6 +151,7 @@ REPRESENTATIVE = [
 ]
 
 
+@pytest.mark.once  # an update path: every parameter in the full tier
 @pytest.mark.parametrize("copier_version", COPIER_VERSIONS)
 @pytest.mark.parametrize("answers", REPRESENTATIVE, ids=lambda a: "-".join(a.values()))
 def test_update_to_the_newest_version_keeps_the_users_edits(
@@ -188,6 +189,7 @@ def test_update_to_the_newest_version_keeps_the_users_edits(
         assert_succeeds(check, project, env={**os.environ, **env})
 
 
+@pytest.mark.once  # an update path: every parameter in the full tier
 @pytest.mark.parametrize("copier_version", COPIER_VERSIONS)
 def test_a_project_on_python_3_11_moves_to_3_12_is_told_and_keeps_the_users_edits(
     versioned_template: Path, tmp_path: Path, copier_version
@@ -313,6 +315,7 @@ def answer_changes() -> list[tuple[str, str, str]]:
     return changes
 
 
+@pytest.mark.once  # an update path: every parameter in the full tier
 @pytest.mark.parametrize(("question", "before", "after"), answer_changes(), ids=lambda v: str(v))
 def test_changing_an_answer_by_update_gives_a_fresh_copys_files(
     template_repo: Path, tmp_path: Path, question: str, before: str, after: str

@@ -11,8 +11,10 @@ check, only repetitions of it:
   combination at the default Python, and the pairwise set (matrix.pairwise_over_pythons) of
   those on the other Pythons;
 - the field tests (`@pytest.mark.pairwise`: images, compose, pipelines, faults, README blocks
-  beyond "Test and lint"): once each, on the combination with the most backing services among
-  their pairwise set, the salt spreading the frameworks and Pythons over the tests.
+  beyond "Test and lint"; and `@pytest.mark.once`, those run on more combinations or
+  parameters in the full tier, the update paths among them): once each, on the combination with
+  the most backing services among theirs, the salt spreading the frameworks and Pythons over the
+  tests (a test over other parameters: one of them, by the salt).
 A regression these repetitions would catch in one combination, the full tier (`.ci/run`, the
 template's CI, its nightly run) still catches.
 """
@@ -58,18 +60,27 @@ def default_tier(items: list[pytest.Item]) -> set[pytest.Item]:
     """The items the default tier keeps."""
     default_python = defaults()["python_version"]
     by_test: dict[str, list[tuple[pytest.Item, dict[str, str]]]] = {}
+    by_parameters: dict[str, list[pytest.Item]] = {}
     kept = set()
     for item in items:
         combination = combination_of(item)
-        if combination is None or item.get_closest_marker("everywhere"):
+        if item.get_closest_marker("everywhere"):
             kept.add(item)
+        elif combination is None:
+            if item.get_closest_marker("once") and hasattr(item, "callspec"):
+                by_parameters.setdefault(item.nodeid.partition("[")[0], []).append(item)
+            else:
+                kept.add(item)
         else:
             by_test.setdefault(item.nodeid.partition("[")[0], []).append((item, combination))
+    for runs_of_one in by_parameters.values():
+        salt = runs_of_one[0].originalname
+        kept.add(min(runs_of_one, key=lambda i: zlib.crc32(f"{salt}:{i.nodeid}".encode())))
     for runs in by_test.values():
         combos = list({combination_id(c): c for _, c in runs}.values())
-        pairwise = runs[0][0].get_closest_marker("pairwise")
-        if pairwise:
-            salt = pairwise.args[0] if pairwise.args else runs[0][0].originalname
+        field = runs[0][0].get_closest_marker("pairwise") or runs[0][0].get_closest_marker("once")
+        if field:
+            salt = field.args[0] if field.args else runs[0][0].originalname
             chosen = [richest(combos, salt)]
         else:
             others = [c for c in combos if c["python_version"] != default_python]
