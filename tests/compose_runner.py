@@ -19,7 +19,7 @@ service` serves. What stands in for the rest of a Docker engine:
   sockets, and a lookup sent meanwhile is lost (5 s, the resolver's timeout, measured here);
   left with no listener, a lookup of `redis` stalls 15-20 s and fails. A test whose subject is
   not the names themselves gives the project fixed addresses, with each service's names in the
-  others' /etc/hosts (`unused_subnet`, test_compose.fixed_addresses_override): no lookup of a
+  others' /etc/hosts (`reserved_subnet`, test_compose.fixed_addresses_override): no lookup of a
   service's name reaches aardvark-dns;
 - podman runs each health check from a systemd timer, and this machine has no systemd: a
   HealthClock thread runs `podman healthcheck run` for each running container of a project at
@@ -30,10 +30,10 @@ service` serves. What stands in for the rest of a Docker engine:
 """
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
-import random
 import socket
 import subprocess
 import threading
@@ -59,6 +59,8 @@ NAME_NOT_RESOLVED = "Temporary failure in name resolution"
 # The subnets a project with fixed addresses takes its /24 from: away from the pools podman
 # takes its own from (10.88.0.0/16 for its default network, 10.89.x.0/24 for the others).
 FIXED_SUBNETS = ipaddress.IPv4Network("10.200.0.0/13")
+# One lock file per subnet of FIXED_SUBNETS, taken by the test process that uses it.
+SUBNET_LOCKS = Path("/tmp/copier-twelve-factor-subnets")
 SERVICE = (
     "mkdir -p /run/containers/networks && mount -t tmpfs tmpfs /run/containers/networks && "
     'exec podman system service --time=0 "$0"'
@@ -111,11 +113,14 @@ class ComposeEngine:
         while _aardvark_in(network) and time.monotonic() < deadline:
             time.sleep(0.1)
 
-    def unused_subnet(self) -> ipaddress.IPv4Network:
-        """A /24 of FIXED_SUBNETS that no podman network of this machine holds: the networks'
-        configurations are the machine's, whichever network namespace their containers run in,
-        and podman refuses a network whose subnet another one holds. Chosen at random, so that
-        test processes choosing at once rarely choose the same."""
+    @contextlib.contextmanager
+    def reserved_subnet(self) -> Iterator[ipaddress.IPv4Network]:
+        """A /24 of FIXED_SUBNETS that no podman network of this machine holds and no other test
+        process has reserved, held until the block ends: the networks' configurations are the
+        machine's, whichever network namespace their containers run in, and podman refuses a
+        network whose subnet another one holds. A project that goes `down` and comes `up`
+        again frees its subnet in between; the reservation, a lock on a file of SUBNET_LOCKS
+        that the system drops with its process, keeps it from another test meanwhile."""
         listed = self.podman("network", "ls", "--format", "json")
         assert listed.returncode == 0, listed.stderr
         held = [
@@ -123,12 +128,18 @@ class ComposeEngine:
             for network in json.loads(listed.stdout or "[]")
             for subnet in network.get("subnets") or []
         ]
-        free = [
-            subnet
-            for subnet in FIXED_SUBNETS.subnets(new_prefix=24)
-            if not any(other.version == 4 and subnet.overlaps(other) for other in held)
-        ]
-        return random.choice(free)
+        SUBNET_LOCKS.mkdir(exist_ok=True)
+        for subnet in FIXED_SUBNETS.subnets(new_prefix=24):
+            if any(other.version == 4 and subnet.overlaps(other) for other in held):
+                continue
+            with (SUBNET_LOCKS / f"{subnet.network_address}.lock").open("a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # another test's
+                yield subnet
+                return
+        raise AssertionError(f"every /24 of {FIXED_SUBNETS} is held")
 
     def podman(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """podman, through the API: containers, networks and volumes as the service sees them."""

@@ -12,6 +12,7 @@ volumes, network) afterwards, failed or not.
 """
 
 import datetime
+import ipaddress
 import itertools
 import json
 import socket
@@ -276,15 +277,22 @@ def slow_route_override(project: Path, framework: str, folder: Path, worker: boo
     return override
 
 
-def fixed_addresses_override(project: Path, compose: ComposeEngine, folder: Path) -> Path:
+@pytest.fixture
+def fixed_addresses_override(
+    image_project: Path, compose_engine: ComposeEngine, tmp_path: Path
+) -> Iterator[Path]:
     """A compose file that gives each service of the project a fixed address on the project's
-    network, on a subnet no other network holds, and puts the other services' names and
-    addresses in its /etc/hosts. The services then reach each other by the names compose.yaml
-    uses with no lookup sent to aardvark-dns, which under load answers late or not at all
-    (compose_runner.py). For a test whose subject is not the names: the `up` test resolves them
-    as compose does."""
-    services = sorted(yaml.safe_load((project / "compose.yaml").read_text())["services"])
-    subnet = compose.unused_subnet()
+    network, on a subnet reserved for the test (ComposeEngine.reserved_subnet), and puts the
+    other services' names and addresses in its /etc/hosts. The services then reach each other by
+    the names compose.yaml uses with no lookup sent to aardvark-dns, which under load answers
+    late or not at all (compose_runner.py). For a test whose subject is not the names: the `up`
+    test resolves them as compose does."""
+    services = sorted(yaml.safe_load((image_project / "compose.yaml").read_text())["services"])
+    with compose_engine.reserved_subnet() as subnet:
+        yield _fixed_addresses(services, subnet, tmp_path / "fixed-addresses.yaml")
+
+
+def _fixed_addresses(services: list[str], subnet: ipaddress.IPv4Network, override: Path) -> Path:
     # The subnet's first address is the network's gateway (netavark's).
     addresses = dict(zip(services, list(subnet.hosts())[1 : len(services) + 1], strict=True))
     fixed = {
@@ -299,14 +307,17 @@ def fixed_addresses_override(project: Path, compose: ComposeEngine, folder: Path
             for service, address in addresses.items()
         },
     }
-    override = folder / "fixed-addresses.yaml"
     override.write_text(yaml.safe_dump(fixed))
     return override
 
 
 @pytest.mark.parametrize("answers", COMBINATIONS)
 def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_off_job(
-    answers: dict[str, str], image_project: Path, compose_engine: ComposeEngine, tmp_path: Path
+    answers: dict[str, str],
+    image_project: Path,
+    compose_engine: ComposeEngine,
+    fixed_addresses_override: Path,
+    tmp_path: Path,
 ) -> None:
     """A job longer than the grace period, running at `down`, goes back on the queue; Redis
     keeps it on its volume, and the next `up` runs it. Back on the queue at once when Celery's
@@ -318,8 +329,7 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
     sandbox = compose_engine.sandbox
     worker = answers["worker"] != "none"
     override = slow_route_override(image_project, answers["web_framework"], tmp_path, worker)
-    fixed = fixed_addresses_override(image_project, compose_engine, tmp_path)
-    variables = published(COMPOSE_FILE=f"compose.yaml:{override}:{fixed}")
+    variables = published(COMPOSE_FILE=f"compose.yaml:{override}:{fixed_addresses_override}")
     message = f"cut-off-{uuid.uuid4()}"
     since = time.time() - 1
     with compose_project(
