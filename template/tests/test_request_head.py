@@ -23,8 +23,10 @@ LIMITS = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def web(required_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """One web process for the module: each test opens connections of its own, and none
+    changes what the next one meets."""
     port = free_port()
     process = subprocess.Popen(
         procfile_command("web"),
