@@ -1,7 +1,8 @@
 """`copier update`: from an older version to the work in hand, keeping the user's edits.
 
-Versions are tags of a throwaway template repository: v0.2.0 and v0.5.0 are old commits of this
-one (CHANGELOG.md names them), v0.7.0 the template as it is on disk. Projects are made the way the
+Versions are tags of a throwaway template repository: v0.2.0, v0.5.0 and v0.7.0 are old commits
+of this one (CHANGELOG.md names them), v0.8.0 the template as it is on disk; v0.9.0, in a copy
+of it, is a later version that adds to the template's dependencies. Projects are made the way the
 README of each version says: up to 0.2.0 with `--trust` (those versions ran a task that locked
 the project), since 0.3.0 with the plain command, then `git init` and `uv lock`.
 """
@@ -24,7 +25,10 @@ from readme import commands, shell_blocks
 OLD_TAG, OLD_COMMIT = "v0.2.0", "d2af6324b930f5f9ef6b77ff568d4586cf7a6e97"
 # The last version to offer Python 3.11.
 PREVIOUS_TAG, PREVIOUS_COMMIT = "v0.5.0", "54efb260ba24a8c03751977a4247dd04aee92e86"
-NEW_TAG = "v0.7.0"
+# The last release, whose dependency lists were in name order (hooks/own_dependencies.py).
+LAST_TAG, LAST_COMMIT = "v0.7.0", "1327293d23fb4a13d60891465732eeb99493ed09"
+NEW_TAG = "v0.8.0"
+FUTURE_TAG = "v0.9.0"
 # CHANGELOG 0.3.0: a project from a version with the task is updated once with these, so that
 # neither version's task runs (the old one's uv.lock would count as a file the template dropped).
 FROM_A_VERSION_WITH_TASKS = ("--trust", "--skip-tasks")
@@ -64,6 +68,7 @@ def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: 
     for source, commit, tag in (
         (TEMPLATE_ROOT, OLD_COMMIT, OLD_TAG),
         (TEMPLATE_ROOT, PREVIOUS_COMMIT, PREVIOUS_TAG),
+        (TEMPLATE_ROOT, LAST_COMMIT, LAST_TAG),
         (template_repo, "HEAD", NEW_TAG),
     ):
         for child in repo.iterdir():
@@ -72,6 +77,30 @@ def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: 
         unpack(source, commit, repo)
         commit_all(repo, tag)
         git(repo, "tag", tag)
+    return repo
+
+
+# What a later version adds at the end of the template's lists, next to the user's.
+FUTURE_ADDITIONS = {"dependencies": '"tenacity>=9.0",', "dev": '"pytest-timeout>=2.3",'}
+
+
+@pytest.fixture(scope="session")
+def future_template(tmp_path_factory: pytest.TempPathFactory, versioned_template: Path) -> Path:
+    """The versioned template and a later version that adds a dependency to the end of each of
+    the template's lists, the place nearest the user's."""
+    repo = tmp_path_factory.mktemp("future-template") / "template"
+    git(versioned_template, "clone", "--quiet", str(versioned_template), str(repo))
+    pyproject = repo / "template" / "pyproject.toml.jinja"
+    text = pyproject.read_text()
+    for marker, added in (
+        ("    # Yours: `uv add` appends them here.\n", FUTURE_ADDITIONS["dependencies"]),
+        ("    # Yours: `uv add --dev` appends them here.\n", FUTURE_ADDITIONS["dev"]),
+    ):
+        assert text.count(marker) == 1, marker
+        text = text.replace(marker, f"    {added}\n{marker}")
+    pyproject.write_text(text)
+    commit_all(repo, FUTURE_TAG)
+    git(repo, "tag", FUTURE_TAG)
     return repo
 
 
@@ -84,9 +113,7 @@ def render(
 ) -> Path:
     """A project as its user makes it: copy, then the steps the after-copy message gives."""
     data = [arg for q, a in {**IDENTITY, **answers}.items() for arg in ("--data", f"{q}={a}")]
-    ref_arguments = {OLD_TAG: ["--vcs-ref", ref, "--trust"], PREVIOUS_TAG: ["--vcs-ref", ref]}.get(
-        ref, []
-    )
+    ref_arguments = (["--vcs-ref", ref] if ref else []) + (["--trust"] if ref == OLD_TAG else [])
     copier(COPIER_VERSIONS["newest-copier"], "copy", *ref_arguments, *data, str(template),
            str(destination), cwd=destination.parent)  # fmt: skip
     if ref != OLD_TAG:
@@ -124,8 +151,8 @@ def make_users_edits(project: Path) -> None:
     # (Not a settings default: 0.3.0 moves the settings' fields, a real conflict by design.)
     edit(project / f"src/{PACKAGE}/request_id.py", "{1,128}", "{1,64}")
     edit(project / "tests/test_request_id.py", '"x" * 200', '"x" * 100')
-    # At the list's head: the template adds its own dependencies in alphabetical order, so an
-    # addition next to one of them (after pydantic-settings, say) meets it in a conflict.
+    # At the list's head, where `uv add` put one while the template's list was in name order:
+    # the update across 0.8.0 moves it to the list's end (hooks/own_dependencies.py).
     edit(
         project / "pyproject.toml", "dependencies = [\n", 'dependencies = [\n    "orjson>=3.10",\n'
     )
@@ -136,6 +163,21 @@ def make_users_edits(project: Path) -> None:
 
 
 MARKERS = ("<<<<<<< ", "=======", ">>>>>>> ")
+
+
+def templates_side(text: str) -> str:
+    """Each conflict in `text` resolved to the template's side ("after updating")."""
+    kept, side = [], None
+    for line in text.splitlines(keepends=True):
+        if line.startswith(MARKERS[0]):
+            side = "ours"
+        elif line.startswith(MARKERS[1]) and side == "ours":
+            side = "theirs"
+        elif line.startswith(MARKERS[2]):
+            side = None
+        elif side != "ours":
+            kept.append(line)
+    return "".join(kept)
 
 
 def conflict_markers(project: Path) -> list[str]:
@@ -201,7 +243,10 @@ def test_a_project_on_python_3_11_moves_to_3_12_is_told_and_keeps_the_users_edit
     )
     make_users_edits(project)
 
-    updated = assert_succeeds([*COPIER_VERSIONS[copier_version], "update", "--defaults"], project)
+    # Across 0.8.0, whose migration moves the user's dependencies: with --trust (README).
+    updated = assert_succeeds(
+        [*COPIER_VERSIONS[copier_version], "update", "--defaults", "--trust"], project
+    )
 
     said = updated.stdout + updated.stderr
     assert "moved from Python 3.11 to 3.12 (3.11 is no longer offered)" in said, said
@@ -238,22 +283,26 @@ def test_a_project_on_python_3_11_moves_to_3_12_is_told_and_keeps_the_users_edit
         assert_succeeds(check, project)
 
 
-def test_a_dependency_added_by_both_is_a_conflict_shown_inline_and_the_lock_stays_whole(
+def test_a_line_both_changed_is_a_conflict_shown_inline_and_the_lock_stays_whole(
     versioned_template: Path, tmp_path: Path
 ) -> None:
-    """The user and the template add a dependency at the same place: both are kept, marked."""
+    """The user and the template change the same line (ruff's bound): both sides are kept,
+    marked; the user's own dependency, added beside it, is not part of the conflict."""
     project = render(versioned_template, tmp_path / "project", {}, ref=OLD_TAG)
+    edit(project / "pyproject.toml", '"ruff>=0.8",', '"ruff>=0.9",')
     edit(project / "pyproject.toml", "dev = [\n", 'dev = [\n    "freezegun>=1.5",\n')
     assert_succeeds(["uv", "lock", "--quiet"], project)
-    commit_all(project, "the user's dev dependency, where the template adds one too")
+    commit_all(project, "the user's bound on ruff, which the template raises too; a dependency")
     users_lock = (project / "uv.lock").read_bytes()
 
     copier(COPIER_VERSIONS["newest-copier"], "update", *FROM_A_VERSION_WITH_TASKS, cwd=project)
 
     assert conflict_markers(project) == ["pyproject.toml"]
     merged = (project / "pyproject.toml").read_text()
-    assert '"freezegun>=1.5"' in merged, "the user's dependency was dropped"
-    assert '"honcho>=2"' in merged, "the template's dependency was dropped"
+    assert '"ruff>=0.9"' in merged, "the user's side was dropped"
+    assert '"ruff>=0.16"' in merged, "the template's side was dropped"
+    ours = merged.split("<<<<<<< ")[1].split("=======")[0]
+    assert "freezegun" not in ours and '"freezegun>=1.5",' in merged, merged
     assert (project / "uv.lock").read_bytes() == users_lock, "the update merged into uv.lock"
     # The README's line lists the conflicted files, pyproject.toml unparsable as it is; the
     # project's own test names them and fails its tests until they are resolved.
@@ -269,9 +318,9 @@ def test_a_dependency_added_by_both_is_a_conflict_shown_inline_and_the_lock_stay
     unresolved = subprocess.run(conflicts, cwd=project, capture_output=True, text=True)
     assert unresolved.returncode != 0  # pyproject.toml does not parse: no test can run
     assert "pyproject.toml" in unresolved.stdout + unresolved.stderr, unresolved
-    # Resolved by keeping both sides, then locked as the README says.
-    resolved = [line for line in merged.splitlines(keepends=True) if not line.startswith(MARKERS)]
-    (project / "pyproject.toml").write_text("".join(resolved))
+    # Resolved by taking the template's side, then locked as the README says.
+    (project / "pyproject.toml").write_text(templates_side(merged))
+    assert conflict_markers(project) == []
     assert_succeeds(["uv", "lock", "--quiet"], project)
     assert {"freezegun", "honcho"} <= locked_packages((project / "uv.lock").read_bytes())
     # A conflict in a file no tool parses (the README) fails the project's tests, named.
@@ -283,6 +332,91 @@ def test_a_dependency_added_by_both_is_a_conflict_shown_inline_and_the_lock_stay
     assert unresolved.returncode == 1 and "README.md" in unresolved.stdout, unresolved
     (project / "README.md").write_text(readme)
     assert subprocess.run(conflicts, cwd=project, capture_output=True).returncode == 0
+
+
+FRAMEWORKS = [
+    {"web_framework": "fastapi"},
+    {"web_framework": "flask", "database": "postgresql"},
+    {"web_framework": "django", "database": "postgresql", "worker": "celery"},
+]
+USERS_DEPENDENCIES = {"dependencies": ["orjson>=3.10", "tenacity>=8.0"], "dev": ["freezegun>=1.5"]}
+
+
+def add_users_dependencies(project: Path) -> None:
+    """The user's own dependencies, added as the README says: `uv add`, `uv add --dev`."""
+    assert_succeeds(["uv", "add", "--quiet", "--no-sync", *USERS_DEPENDENCIES["dependencies"]],
+                    project)  # fmt: skip
+    assert_succeeds(["uv", "add", "--quiet", "--no-sync", "--dev", *USERS_DEPENDENCIES["dev"]],
+                    project)  # fmt: skip
+    commit_all(project, "the user's dependencies")
+
+
+def listed(project: Path) -> dict[str, list[str]]:
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    return {
+        "dependencies": pyproject["project"]["dependencies"],
+        "dev": pyproject["dependency-groups"]["dev"],
+    }
+
+
+def assert_users_dependencies_last(project: Path) -> None:
+    """Each list ends with the user's dependencies, as `uv add` wrote them."""
+    for name, lists in listed(project).items():
+        users = USERS_DEPENDENCIES[name]
+        assert lists[-len(users) :] == users, f"{name}: {lists}"
+
+
+@pytest.mark.once  # an update path: every framework in the full tier
+@pytest.mark.parametrize("answers", FRAMEWORKS, ids=lambda a: "-".join(a.values()))
+def test_the_users_added_dependencies_never_conflict_with_a_later_versions(
+    future_template: Path, tmp_path: Path, answers
+) -> None:
+    """`uv add` appends to the template's lists, which are not in name order; a later version
+    that adds to the end of each list (the nearest place to the user's) and a dependency the
+    user has too (tenacity) merges with no conflict, needs no --trust, and locks."""
+    project = render(future_template, tmp_path / "project", answers, ref=NEW_TAG)
+    add_users_dependencies(project)
+    assert_users_dependencies_last(project)
+
+    copier(COPIER_VERSIONS["newest-copier"], "update", "--vcs-ref", FUTURE_TAG, cwd=project)
+
+    assert conflict_markers(project) == []
+    assert_users_dependencies_last(project)
+    for name, added in FUTURE_ADDITIONS.items():
+        assert added.strip('",') in listed(project)[name], f"{name}: the template's addition"
+    assert_succeeds(["uv", "lock", "--quiet"], project)
+    assert {"orjson", "freezegun", "pytest-timeout"} <= locked_packages(
+        (project / "uv.lock").read_bytes()
+    )
+
+
+@pytest.mark.once  # an update path: every framework in the full tier
+@pytest.mark.parametrize("answers", FRAMEWORKS, ids=lambda a: "-".join(a.values()))
+def test_an_update_across_0_8_0_moves_the_users_dependencies_out_of_the_templates(
+    versioned_template: Path, tmp_path: Path, answers
+) -> None:
+    """Up to 0.7.0 the template's lists were in name order and `uv add` put the user's among
+    them; the update to 0.8.0 reorders the template's. Its migration (hooks/
+    own_dependencies.py, asking for --trust) moves the user's to the lists' end: no conflict."""
+    project = render(versioned_template, tmp_path / "project", answers, ref=LAST_TAG)
+    add_users_dependencies(project)
+    head = git(project, "rev-parse", "HEAD")
+    refused = subprocess.run(
+        [*COPIER_VERSIONS["newest-copier"], "update", "--defaults", "--quiet"],
+        cwd=project, capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode != 0, "an update running a migration went ahead without --trust"
+    assert git(project, "status", "--porcelain") == "" and git(project, "rev-parse", "HEAD") == head
+
+    copier(COPIER_VERSIONS["newest-copier"], "update", "--trust", cwd=project)
+
+    assert conflict_markers(project) == []
+    assert recorded_answers(project)["_commit"] == NEW_TAG
+    assert_users_dependencies_last(project)
+    assert not list((project / ".git").glob("copier-twelve-factor-*")), "the kept copy stayed"
+    assert git(project, "diff", "--cached", "--name-only") == "", "the migration left it staged"
+    assert_succeeds(["uv", "lock", "--quiet"], project)
+    assert_succeeds(["uv", "run", "--quiet", "ruff", "check", "."], project)
 
 
 @pytest.mark.parametrize("trusting", [("--trust",), ("--trust", "--skip-tasks")], ids=" ".join)
@@ -334,3 +468,20 @@ def test_changing_an_answer_by_update_gives_a_fresh_copys_files(
     assert_succeeds(["uv", "lock", "--check", "--offline"], project)
     differing = [name for name in fresh_files if updated_files[name] != fresh_files[name]]
     assert differing == []
+
+
+def test_the_dependency_migration_knows_every_dependency_the_template_lists() -> None:
+    """hooks/own_dependencies.py tells the template's lines from the user's by name."""
+    sys.path.insert(0, str(TEMPLATE_ROOT / "hooks"))
+    try:
+        import own_dependencies
+    finally:
+        sys.path.pop(0)
+    text = (TEMPLATE_ROOT / "template" / "pyproject.toml.jinja").read_text()
+    names = {
+        own_dependencies.normalized(entry[1])
+        for line in text.splitlines()
+        if (entry := own_dependencies.ENTRY.match(line))
+    }
+    assert "fastapi" in names and "honcho" in names, names
+    assert names <= own_dependencies.TEMPLATE_NAMES, names - own_dependencies.TEMPLATE_NAMES
