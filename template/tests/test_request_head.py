@@ -1,4 +1,5 @@
-"""The web process bounds a request's head: its size, its header count and line, its time."""
+"""The web process bounds a request's head: its size, its header count and line, its time; and
+it answers only the hosts of ALLOWED_HOSTS (the tests': testserver, localhost, 127.0.0.1)."""
 
 import json
 import signal
@@ -168,3 +169,36 @@ def test_memory_stays_flat_under_a_stream_of_oversized_heads(web) -> None:
     # 30 heads of 2 MB each: kept, they would be 60 MB; refused as they pass 8 KiB, a few
     # pieces of each are ever held.
     assert grown < 16 * 1024, f"memory grew by {grown} KiB"
+
+
+def get(port: int, path: str, host: str) -> tuple[int, dict[str, str], bytes]:
+    head = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    status, headers, body, _ = answer_to(port, head.encode())
+    return status, headers, body
+
+
+@pytest.mark.parametrize("host", ["evil.example", "localhost.evil.example", "127.0.0.2:8000"])
+@pytest.mark.parametrize("path", ["/no-such-path", "/notes"])
+def test_a_host_not_allowed_is_400_and_no_answer_names_it(web, host: str, path: str) -> None:
+    _, port = web
+    status, headers, body = get(port, path, host)
+    assert status == 400, body
+    assert headers["content-type"] == "application/json"
+    assert headers["x-request-id"]
+    assert json.loads(body)["detail"]
+    assert "location" not in headers
+    assert host.encode() not in body
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST.:8000", "127.0.0.1:1234", "testserver"])
+def test_an_allowed_host_is_served_with_any_port_or_case(web, host: str) -> None:
+    _, port = web
+    status, _, body = get(port, "/no-such-path", host)
+    assert status == 404, body
+
+
+def test_the_probes_answer_any_host(web) -> None:
+    """A kubelet's probe names the pod's address, which no setting lists."""
+    _, port = web
+    status, _, body = get(port, "/healthz", "10.1.2.3:8000")
+    assert status == 200, body

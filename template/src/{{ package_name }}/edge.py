@@ -4,14 +4,15 @@ It holds what a request must get whatever the app does, and what must not wait f
 threads (which a slow database can take up): the request id, on every log line and echoed
 back; /healthz, /readyz and /metrics; each request's count and time (with METRICS on, the
 default); the body limit, enforced before a body is read past it; the whole body read before
-the app starts, so that a slow client holds no thread; the deadline; and a JSON answer to
-every failure.
+the app starts, so that a slow client holds no thread; the deadline; a Host check against
+ALLOWED_HOSTS, so that no link or redirect the app builds names a host a client chose; and a
+JSON answer to every failure.
 """
 
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +134,7 @@ class Edge:
         *,
         request_timeout: float,
         max_body_bytes: int,
+        allowed_hosts: Sequence[str],
         readiness_probes: Mapping[str, Callable[[], object]],
         metrics: bool,
     ) -> None:
@@ -140,6 +142,7 @@ class Edge:
         self.framework_app = framework_app
         self.request_timeout = request_timeout
         self.max_body_bytes = max_body_bytes
+        self.allowed_hosts = [host.lower().removesuffix(".") for host in allowed_hosts]
         self.readiness_probes = readiness_probes
         self.metrics: RequestMetrics | None = None
         if metrics:
@@ -204,6 +207,10 @@ class Edge:
                 )
                 await reply.whole(200, metrics.content_type, numbers)
             return
+        # After the probes, which answer any Host: the kubelet's name the pod's address.
+        if not self.host_allowed(scope):
+            await reply.json(400, error_body(400, "The Host header names no host served here."))
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout
         try:
@@ -219,6 +226,26 @@ class Edge:
         except ClientGone:
             return
         await self.run_app(scope, replay(body, receive), reply, deadline)
+
+    def host_allowed(self, scope: Scope) -> bool:
+        """Whether the request's Host (without its port) is one of ALLOWED_HOSTS, as Django
+        matches them: the name itself, `.example.com` for the domain and its subdomains, `*`
+        for any. A request without a Host names the server's address."""
+        given = next((v for k, v in scope["headers"] if k == b"host"), None)
+        if given is None:
+            server = scope.get("server") or ("", None)
+            given = str(server[0]).encode()
+        named = given.decode("latin-1").strip().lower()
+        # Without its port; an IPv6 address is bracketed, its port after the bracket.
+        bracketed = named.startswith("[")
+        host = named[: named.find("]") + 1] if bracketed else named.partition(":")[0]
+        host = host.removesuffix(".")
+        return bool(host) and any(
+            pattern == "*"
+            or host == pattern
+            or (pattern.startswith(".") and (host.endswith(pattern) or host == pattern[1:]))
+            for pattern in self.allowed_hosts
+        )
 
     async def read_body(self, scope: Scope, receive: Receive) -> bytes:
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
