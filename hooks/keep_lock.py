@@ -9,24 +9,16 @@ Python that runs Copier.
 """
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from project_git import kept_copy
 
 LOCK = Path("uv.lock")
 
 
-def kept_copy() -> Path:
-    """A place in the project's git folder, which no update touches."""
-    path = subprocess.run(
-        ["git", "rev-parse", "--git-path", "copier-twelve-factor-uv.lock"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    return Path(path)
-
-
 def main(stage: str) -> int:
-    kept = kept_copy()
+    kept = kept_copy("copier-twelve-factor-uv.lock")
     if stage == "before":
         if LOCK.is_file():
             shutil.copy2(LOCK, kept)

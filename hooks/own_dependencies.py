@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
+from project_git import git, kept_copy
+
 PYPROJECT = Path("pyproject.toml")
+KEPT = "copier-twelve-factor-dependencies.json"
 # The lists the template fills: (table, key).
 LISTS = (("project", "dependencies"), ("dependency-groups", "dev"))
 # Every dependency any version of the template listed, normalized (tests/test_update.py checks
@@ -53,15 +55,8 @@ def span(lines: list[str], table: str, key: str) -> tuple[int, int] | None:
     return None
 
 
-def git(*arguments: str) -> str:
-    return subprocess.run(
-        ["git", *arguments], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def kept_copy() -> Path:
-    """A place in the project's git folder, which no update touches."""
-    return Path(git("rev-parse", "--git-path", "copier-twelve-factor-dependencies.json"))
+def named(lines: list[str]) -> str:
+    return ", ".join(re.search(r'"([^"]*)"', line)[1] for line in lines)  # type: ignore[index]
 
 
 def before() -> None:
@@ -86,11 +81,11 @@ def before() -> None:
         PYPROJECT.write_text("".join(lines))
         # Copier diffs the old version against the project's index: staged, the lines are out.
         git("add", str(PYPROJECT))
-        kept_copy().write_text(json.dumps(users))
+        kept_copy(KEPT).write_text(json.dumps(users))
 
 
 def after() -> None:
-    kept = kept_copy()
+    kept = kept_copy(KEPT)
     if not kept.is_file():
         return
     users: dict[str, list[str]] = json.loads(kept.read_text())
@@ -103,14 +98,13 @@ def after() -> None:
             unplaced += own
             continue
         lines[found[1] : found[1]] = own
-        names = ", ".join(re.search(r'"([^"]*)"', line)[1] for line in own)  # type: ignore[index]
-        print(f"pyproject.toml: {names} moved to the end of {where}, after the template's",
+        print(f"pyproject.toml: {named(own)} moved to the end of {where}, after the template's",
               file=sys.stderr)  # fmt: skip
     if unplaced:
         lines += ["# Your dependencies, whose list the update did not find:\n"]
         lines += [f"# {line.strip()}\n" for line in unplaced]
-        print("pyproject.toml: your dependencies' lists are gone; they are listed at its end",
-              file=sys.stderr)  # fmt: skip
+        print(f"pyproject.toml: {named(unplaced)}: the update removed their list; they are in a"
+              " comment at the file's end", file=sys.stderr)  # fmt: skip
     PYPROJECT.write_text("".join(lines))
     # The index as the project's last commit has it, unless the update left a conflict there.
     if not git("ls-files", "--unmerged", "--", str(PYPROJECT)):

@@ -485,3 +485,34 @@ def test_the_dependency_migration_knows_every_dependency_the_template_lists() ->
     }
     assert "fastapi" in names and "honcho" in names, names
     assert names <= own_dependencies.TEMPLATE_NAMES, names - own_dependencies.TEMPLATE_NAMES
+
+
+def test_the_dependency_migration_lists_the_users_dependencies_whose_list_the_update_removed(
+    tmp_path: Path,
+) -> None:
+    """Run as Copier runs it (in the project, on Copier's Python): a dev dependency of the
+    user's, whose list a later version no longer has, is kept at pyproject.toml's end as a
+    comment, said on stderr, and nothing is left staged or kept."""
+    hook = TEMPLATE_ROOT / "hooks" / "own_dependencies.py"
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = [\n    "fastapi>=0.115",\n    "orjson>=3.10",\n]\n'
+        '\n[dependency-groups]\ndev = [\n    "freezegun>=1.5",\n    "pytest>=8.3",\n]\n'
+    )
+    git(tmp_path, "init", "--quiet")
+    commit_all(tmp_path, "A project")
+    before = subprocess.run([sys.executable, hook, "before"], cwd=tmp_path, text=True,
+                            capture_output=True)  # fmt: skip
+    assert before.returncode == 0, before.stderr
+    assert "orjson" not in pyproject.read_text() and "freezegun" not in pyproject.read_text()
+    # The update: a version with no dev group.
+    pyproject.write_text('[project]\nname = "x"\ndependencies = [\n    "fastapi>=0.116",\n]\n')
+    after = subprocess.run([sys.executable, hook, "after"], cwd=tmp_path, text=True,
+                           capture_output=True)  # fmt: skip
+    assert after.returncode == 0, after.stderr
+    document = tomllib.loads(pyproject.read_text())
+    assert document["project"]["dependencies"] == ["fastapi>=0.116", "orjson>=3.10"]
+    assert pyproject.read_text().endswith('# "freezegun>=1.5",\n'), pyproject.read_text()
+    assert "freezegun" in after.stderr and "orjson" in after.stderr
+    assert git(tmp_path, "diff", "--cached", "--name-only") == ""
+    assert not (tmp_path / ".git" / "copier-twelve-factor-dependencies.json").exists()
