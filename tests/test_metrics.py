@@ -43,11 +43,15 @@ def counted(samples: Samples, route: str, method: str, status: int) -> float:
 
 
 def post(web: Running, path: str, body: object) -> int:
+    """The status, once the whole answer is in: the service counts a request before its last
+    bytes go out, not before its first (urlopen returns on the head, which a server may send
+    ahead of the body: a2wsgi passes Flask's on from another thread)."""
     request = urllib.request.Request(
         web.base_url + path, data=json.dumps(body).encode(), method="POST",
         headers={"Content-Type": "application/json"},
     )  # fmt: skip
     with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
         return response.status
 
 
