@@ -27,7 +27,7 @@ LISTS = (("project", "dependencies"), ("dependency-groups", "dev"))
 # that today's are all here).
 TEMPLATE_NAMES = frozenset({
     "a2wsgi", "alembic", "celery", "celery-types", "click", "dj-database-url", "django",
-    "django-stubs", "fastapi", "flask", "gunicorn", "honcho", "httpx2", "mypy",
+    "django-axes", "django-stubs", "fastapi", "flask", "gunicorn", "honcho", "httpx2", "mypy",
     "opentelemetry-exporter-otlp-proto-http", "opentelemetry-instrumentation-asgi",
     "opentelemetry-instrumentation-celery", "opentelemetry-instrumentation-psycopg",
     "opentelemetry-instrumentation-redis", "opentelemetry-sdk", "prometheus-client", "psycopg",
