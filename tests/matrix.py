@@ -49,14 +49,19 @@ def defaults() -> dict[str, str]:
     }
 
 
+# Where a rendered file's name or text can depend on an answer: its Jinja tags and expressions.
+JINJA = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.DOTALL)
+
+
 def code_questions() -> list[str]:
-    """The choice questions that some file read by the project's own checks mentions."""
-    texts = [
-        f"{path.relative_to(TEMPLATE_ROOT)}\n{path.read_text()}"
+    """The choice questions that the Jinja of some file read by the project's own checks names
+    (not its prose: a comment saying "deploy" does not make the `deploy` answer change it)."""
+    jinja = [
+        " ".join(JINJA.findall(f"{path.relative_to(TEMPLATE_ROOT)}\n{path.read_text()}"))
         for path in (TEMPLATE_ROOT / "template").rglob("*")
         if path.is_file() and re.sub(r"\{%.*?%\}|\.jinja$", "", path.name).endswith(CODE_FILES)
     ]
-    return [q for q in choice_questions() if any(re.search(rf"\b{q}\b", t) for t in texts)]
+    return [q for q in choice_questions() if any(re.search(rf"\b{q}\b", t) for t in jinja)]
 
 
 def combination_id(answers: dict[str, str]) -> str:
