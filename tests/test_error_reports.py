@@ -4,6 +4,7 @@ with no SENTRY_DSN (and no OpenTelemetry collector, and METRICS=false), none of 
 is even loaded."""
 
 import json
+import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -170,3 +171,40 @@ def test_a_release_that_crashes_is_one_event_with_its_release_and_no_secret(
     assert error["value"].strip() and error["value"] in released.stderr, (error, released.stderr)
     assert CANARY not in b"".join(sentry.envelopes).decode(), "a secret reached Sentry"
     assert SENTRY_KEY not in json.dumps(event), "the DSN reached Sentry in an event"
+
+
+@pytest.mark.pairwise
+def test_clients_gone_before_their_answers_make_no_error_line_and_no_event(
+    combination: dict[str, str], project: Path, service_env: dict[str, str], sentry
+) -> None:
+    """Pipelined requests on connections their client has half-closed: their answers cannot be
+    sent, which is the client's doing, not the service's. Then one real error, which is the one
+    ERROR line and the one event: the reports were on throughout."""
+    env = {
+        **app_env(project, service_env),
+        "SENTRY_DSN": sentry.dsn,
+        "PYTHONPATH": str(with_failing_route(project, combination["web_framework"])),
+    }
+    failing = f"report-{uuid.uuid4().hex[:8]}"
+    with running_web(project, env) as web:
+        address = ("127.0.0.1", int(web.base_url.rsplit(":", 1)[1]))
+        for _ in range(5):
+            with socket.create_connection(address, timeout=10) as connection:
+                connection.sendall(b"GET /no-such-path HTTP/1.1\r\nHost: localhost\r\n\r\n" * 5)
+                connection.shutdown(socket.SHUT_WR)
+                while connection.recv(65536):  # until the service closes its side
+                    pass
+        request = urllib.request.Request(f"{web.base_url}/fail", headers={"X-Request-ID": failing})
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(request, timeout=10)
+        assert answered.value.code == 500
+        events = sentry.wait_for_events(1)
+        assert web.stop() == 0, web.stderr
+    reported = [event.get("tags", {}).get("request_id") for event in events]
+    assert reported == [failing], [event.get("exception") for event in events]
+    errors = [
+        line for line in map(json.loads, web.stdout.splitlines())
+        if line["level"] in ("error", "critical")
+    ]  # fmt: skip
+    assert [line.get("request_id") for line in errors] == [failing], errors
+    assert web.stderr == ""

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import structlog
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from .failures import error_body
@@ -69,6 +69,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.header_count = 0
         self.head_timer: asyncio.TimerHandle | None = None
         self.refusal: tuple[int, str] | None = None
+        # The requests read on this connection and not yet answered, pipelined ones included.
+        self.unanswered: list[RequestResponseCycle] = []
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -76,7 +78,24 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_head_timer()
+        self.client_gone()
         super().connection_lost(exc)
+
+    def eof_received(self) -> None:
+        # The client closed its side. The transport closes as this returns (the protocol does
+        # not keep it open), so nothing more can be sent on it.
+        self.client_gone()
+
+    def client_gone(self) -> None:
+        """Tell every request still to be answered on this connection that its client is gone,
+        so that the app's answer is dropped. uvicorn tells only the newest, and only once the
+        connection is lost: the answers of those pipelined before it, or sent in between, met a
+        closed transport (an ERROR line and an error report each, for the client's doing)."""
+        for cycle in self.unanswered:
+            if not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self.unanswered.clear()
 
     def data_received(self, data: bytes) -> None:
         if self.in_head:
@@ -121,6 +140,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.in_head = False
         self.stop_head_timer()
         super().on_headers_complete()
+        self.unanswered = [c for c in self.unanswered if not c.response_complete]
+        self.unanswered.append(self.cycle)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
