@@ -308,6 +308,10 @@ def test_test_and_lint_block_passes_with_nothing_skipped(
     stubs) as they were; a third of the time of a first run. The tests' outcomes come from
     pytest's report (pytest_report.py), not its summary's words."""
     (block,) = shell_blocks(project / "README.md")["Test and lint"]
+    # The tests' database is the project's own: two projects' tests share a server safely.
+    database = re.search(r"DATABASE_URL=postgresql://\S+/(\w+)", block)
+    if database:
+        assert database[1] == f"{IDENTITY['package_name']}_test", block
     with machine_lock(mypy_cache.with_suffix(".lock")):
         if mypy_cache.is_dir():
             shutil.copytree(mypy_cache, project / ".mypy_cache", dirs_exist_ok=True)
