@@ -34,6 +34,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -61,6 +62,8 @@ NAME_NOT_RESOLVED = "Temporary failure in name resolution"
 FIXED_SUBNETS = ipaddress.IPv4Network("10.200.0.0/13")
 # One lock file per subnet of FIXED_SUBNETS, taken by the test process that uses it.
 SUBNET_LOCKS = Path("/tmp/copier-twelve-factor-subnets")
+# iproute2's ip, in /usr/sbin (on no PATH of a user's shell on some systems).
+IP = shutil.which("ip") or "/usr/sbin/ip"
 SERVICE = (
     "mkdir -p /run/containers/networks && mount -t tmpfs tmpfs /run/containers/networks && "
     'exec podman system service --time=0 "$0"'
@@ -127,7 +130,7 @@ class ComposeEngine:
             ipaddress.ip_network(subnet["subnet"])
             for network in json.loads(listed.stdout or "[]")
             for subnet in network.get("subnets") or []
-        ]
+        ] + self.addressed()
         SUBNET_LOCKS.mkdir(exist_ok=True)
         for subnet in FIXED_SUBNETS.subnets(new_prefix=24):
             if any(other.version == 4 and subnet.overlaps(other) for other in held):
@@ -140,6 +143,21 @@ class ComposeEngine:
                 yield subnet
                 return
         raise AssertionError(f"every /24 of {FIXED_SUBNETS} is held")
+
+    def addressed(self) -> list[ipaddress.IPv4Network]:
+        """The IPv4 networks of the addresses in the engine's network namespace. A network's
+        bridge can outlive its configuration there (a container whose teardown a hard `down`
+        cut short), and podman refuses a subnet an interface holds: "already used on the host"."""
+        shown = subprocess.run(
+            ["nsenter", f"--net=/proc/{self.service.pid}/ns/net", IP, "-j", "-4", "addr", "show"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        return [
+            ipaddress.IPv4Network(f"{address['local']}/{address['prefixlen']}", strict=False)
+            for interface in json.loads(shown.stdout or "[]")
+            for address in interface.get("addr_info", [])
+        ]
 
     def podman(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """podman, through the API: containers, networks and volumes as the service sees them."""
