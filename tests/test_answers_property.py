@@ -198,6 +198,7 @@ FRAMEWORKS = {
 }
 
 
+@pytest.mark.once
 @pytest.mark.parametrize(
     ("example", "options"),
     [
@@ -249,6 +250,7 @@ print(json.dumps(sorted(modules)))
 """
 
 
+@pytest.mark.once
 @pytest.mark.combinations(database="postgresql", worker="celery")
 def test_refused_names_cover_every_locked_distribution_and_module(project: Path) -> None:
     """A new dependency cannot slip past the slug and package validators unnoticed."""

@@ -210,6 +210,7 @@ def slow_init_override(folder: Path) -> Path:
     return override
 
 
+@pytest.mark.full_tier("the README's compose line, and the image tests, run the same images")
 @pytest.mark.parametrize("answers", COMBINATIONS)
 def test_up_runs_release_before_web_serves_readyz_and_runs_a_posted_job(
     answers: dict[str, str], image_project: Path, compose_engine: ComposeEngine, tmp_path: Path
@@ -311,6 +312,7 @@ def _fixed_addresses(services: list[str], subnet: ipaddress.IPv4Network, overrid
     return override
 
 
+@pytest.mark.full_tier("the web process's own SIGTERM test drains a request in flight")
 @pytest.mark.parametrize("answers", COMBINATIONS)
 def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_off_job(
     answers: dict[str, str],

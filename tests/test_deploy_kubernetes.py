@@ -215,6 +215,8 @@ def test_the_name_rules_refuse_what_a_cluster_refuses() -> None:
 # Settings: a change rolls the pods.
 
 
+# Once in the default tier: on the combination with every workload (tiers.py).
+@pytest.mark.once
 @pytest.mark.combinations(**MANIFESTS_VARY)
 def test_a_changed_setting_renames_the_config_map_every_workload_reads(
     rendered: Path, tmp_path: Path

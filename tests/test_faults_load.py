@@ -61,6 +61,7 @@ def serving(project: Path, env: dict[str, str], log: Path) -> AbstractContextMan
     return running_web(project, env, load.logging_to(log, procfile(project)["web"]))
 
 
+@pytest.mark.full_tier("the pool's bound is met by every project's own database tests")
 def test_notes_under_32_connections_no_errors_sessions_within_pool_p99_within_2x_flask(
     render, sync, postgres, record_property, tmp_path: Path
 ) -> None:

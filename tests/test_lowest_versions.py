@@ -68,6 +68,7 @@ def resolved_direct(project: Path) -> str:
     return ", ".join(named)
 
 
+@pytest.mark.full_tier("the same checks on today's releases: 'Test and lint', everywhere")
 @pytest.mark.pairwise("lowest")
 def test_its_checks_pass_on_the_oldest_releases_its_ranges_allow(
     combination: dict[str, str], render, service_env: dict[str, str], tmp_path: Path

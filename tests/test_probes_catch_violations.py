@@ -157,6 +157,7 @@ def fresh(copie_session, template_repo: Path) -> Callable[[dict[str, str]], Path
     return _fresh
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("name", VIOLATIONS)
 def test_probe_fails_on_the_violation(name: str, fresh, request: pytest.FixtureRequest) -> None:
     violation = VIOLATIONS[name]

@@ -14,7 +14,11 @@ check, only repetitions of it:
   beyond "Test and lint"; and `@pytest.mark.once`, those run on more combinations or
   parameters in the full tier, the update paths among them): once each, on the combination with
   the most backing services among theirs, the salt spreading the frameworks and Pythons over the
-  tests (a test over other parameters: one of them, by the salt).
+  tests (a test over other parameters: one of them, by the salt);
+- the field tests marked `@pytest.mark.full_tier(why)`: none. Each is the costliest of its kind
+  and has a cheaper kin in the default tier (its `why` names it), and none depends on the
+  change at hand more than on time: the oldest releases the bounds allow, a load test, the
+  whole compose stack beside the README's compose line.
 A regression these repetitions would catch in one combination, the full tier (`.ci/run`, the
 template's CI, its nightly run) still catches.
 """
@@ -24,8 +28,9 @@ import zlib
 import pytest
 from matrix import combination_id, defaults, pairwise_over_pythons
 
-# The names under which a test takes its combination (compose's tests call it `answers`).
-COMBINATION_PARAMETERS = ("combination", "answers")
+# The names under which a test takes its combination (compose's tests call it `answers`; the
+# static checks of every option combination, `every_combination`).
+COMBINATION_PARAMETERS = ("combination", "answers", "every_combination")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,6 +69,8 @@ def default_tier(items: list[pytest.Item]) -> set[pytest.Item]:
     kept = set()
     for item in items:
         combination = combination_of(item)
+        if item.get_closest_marker("full_tier"):
+            continue
         if item.get_closest_marker("everywhere"):
             kept.add(item)
         elif combination is None:
