@@ -5,11 +5,12 @@ files are written (no uv, no git, no network) can make Copier remove the project
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 from conftest import assert_succeeds, copier_copy, rendered_files
-from matrix import TEMPLATE_ROOT, defaults
+from matrix import TEMPLATE_ROOT, choice_questions, defaults
 from python_root import in_project
 
 
@@ -35,6 +36,29 @@ def test_plain_copy_then_the_printed_next_steps_give_a_locked_committed_project(
     assert (destination / "uv.lock").is_file()
     assert_succeeds(["git", "diff", "--quiet", "HEAD"], destination)
     assert "uv.lock" in assert_succeeds(["git", "ls-files"], destination).stdout
+
+
+def test_the_after_copy_message_says_how_to_move_to_a_python_this_machine_has(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """Where the default Python cannot be had (no download), the message's command, run as
+    printed once the project is committed, moves it to one that can, and `uv sync` installs."""
+    destination = tmp_path / "myapp"
+    copied = copier_copy(template_repo, destination, cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    message = copied.stdout + copied.stderr
+    (update,) = re.findall(r"`(copier update [^`]*python_version=([\d.]+))`", message)
+    command, python = update
+    assert python != defaults()["python_version"] and python in choice_questions()["python_version"]
+    for step in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+        assert_succeeds(step, destination)
+    assert_succeeds(["bash", "-c", command], destination)
+    assert (destination / ".python-version").read_text().strip() == python
+    # Only the Pythons this machine has: no download.
+    environment = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    assert_succeeds(
+        in_project(["uv", "sync", "-q"], destination, python), destination, env=environment
+    )
 
 
 def test_copy_without_uv_on_path_still_leaves_the_whole_project(
