@@ -453,6 +453,23 @@ def secret_command(example: Path) -> str:
     raise AssertionError("the command's last line ends in a continuation")
 
 
+def made_secret(example: Path, tmp_path: Path) -> dict:
+    """The Secret the example's command makes, run by the real kubectl, client-side only: no
+    cluster, no kubeconfig."""
+    assert shutil.which("kubectl"), "kubectl is not on PATH: `uv sync` installs it"
+    result = subprocess.run(
+        ["bash", "-c", secret_command(example) + " --dry-run=client -o yaml"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def secret_values(secret: dict) -> dict[str, str]:
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
 @pytest.mark.combinations(**MANIFESTS_VARY)
 def test_the_example_secret_command_makes_the_secret_the_workloads_read(
     rendered: Path, overlay: list[dict], tmp_path: Path
@@ -464,19 +481,11 @@ def test_the_example_secret_command_makes_the_secret_the_workloads_read(
     if not example.exists():
         assert refs == set(), "a workload reads a Secret the example does not show"
         return
-    assert shutil.which("kubectl"), "kubectl is not on PATH: `uv sync` installs it"
-    # Client-side only: no cluster, no kubeconfig; the real kubectl parses and builds the Secret.
-    result = subprocess.run(
-        ["bash", "-c", secret_command(example) + " --dry-run=client -o yaml"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        env={**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    secret = yaml.safe_load(result.stdout)
+    secret = made_secret(example, tmp_path)
     assert secret["kind"] == "Secret"
     assert {secret["metadata"]["name"]} == refs
     assert {secret["metadata"]["namespace"]} == {r["metadata"]["namespace"] for r in overlay}
-    values = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    values = secret_values(secret)
     assert set(values) == set(example_secret(rendered))
     if "SECRET_KEY" in values:  # made by the command, not a placeholder
         assert len(values["SECRET_KEY"]) >= 32 and values["SECRET_KEY"] != "change-me"
@@ -498,6 +507,24 @@ def test_the_manifests_settings_start_the_service_and_its_probes_answer(
         for probe in ("livenessProbe", "readinessProbe"):
             status, _ = web.get(container[probe]["httpGet"]["path"])
             assert status == 200, probe
+
+
+@pytest.mark.pairwise
+@pytest.mark.combinations(web_framework="django", database="postgresql")
+def test_djangos_deploy_checks_find_nothing_with_the_manifests_settings(
+    combination, project: Path, render, service_env, tmp_path: Path
+) -> None:
+    """`admin check --deploy --fail-level WARNING`, with the overlay's ConfigMap, the Secret the
+    example's command makes (its SECRET_KEY generated) and real backing services."""
+    rendered = kubernetes_render(combination, render)
+    overlay = kustomize_build(rendered / KUBERNETES / "overlays/example")
+    example = rendered / KUBERNETES / "base/secret.example.yaml"
+    variables = {**config_map(overlay), **secret_values(made_secret(example, tmp_path))}
+    variables.update(service_env)  # real backing services for the Secret's placeholders
+    command = ["python", "-m", f"{IDENTITY['package_name']}.admin", "check", "--deploy"]
+    result = run_one_off(project, [*command, "--fail-level", "WARNING"], variables, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(security." not in result.stdout + result.stderr
 
 
 @pytest.mark.pairwise

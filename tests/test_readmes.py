@@ -10,6 +10,7 @@ line itself is not executed; the test holds it to compose.yaml instead.
 import ast
 import html.parser
 import http.cookiejar
+import json
 import os
 import re
 import secrets
@@ -153,6 +154,66 @@ def test_run_block_serves_and_ctrl_c_loses_no_request_and_no_job(
             shell.ctrl_c(timeout=CTRL_C_BOUND)
 
 
+# An id in an example answer: any other id of its kind matches it.
+EXAMPLE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def commands_and_answers(block: str) -> list[tuple[str, str]]:
+    """Each command of a block with the `# answer` line under it."""
+    lines = block.splitlines()
+    return [(line, lines[i + 1].removeprefix("# ")) for i, line in enumerate(lines)
+            if not line.startswith("#")]  # fmt: skip
+
+
+def answers_alike(expected: object, actual: object, command: str) -> bool:
+    """The same shape (keys, types, list or not), and the same text where the command gave it;
+    numbers and ids may differ."""
+    if isinstance(expected, dict):
+        return (
+            isinstance(actual, dict)
+            and expected.keys() == actual.keys()
+            and all(answers_alike(v, actual[k], command) for k, v in expected.items())
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(actual, list)
+            and bool(actual) == bool(expected)
+            and all(answers_alike(expected[0], item, command) for item in actual[:1])
+        )
+    if isinstance(expected, str):
+        given = f'"{expected}"' in command or f" {expected}" in command
+        return isinstance(actual, str) and (actual == expected or not given)
+    return type(actual) is type(expected)
+
+
+@pytest.mark.pairwise
+@pytest.mark.combinations(where=lambda c: c["database"] != "none" or c["worker"] != "none")
+def test_try_the_api_block_answers_each_command_as_the_line_under_it_says(
+    project: Path, sandbox: Sandbox, compose_services, tmp_path: Path
+) -> None:
+    readme = shell_blocks(project / "README.md")
+    (block,) = readme["Try the API"]
+    run = block_with(readme["Run it"], "honcho start")
+    env = dict(os.environ)
+    with in_terminal(sandbox.popen, run, project, env, tmp_path / "run.log") as shell:
+        healthz = ["curl", "-sf", "localhost:8000/healthz"]
+        wait_until(lambda: sandbox.run(healthz, timeout=10).returncode == 0, "serving", 60)
+        for command, answer in commands_and_answers(block):
+            # uv on the project's Python (python_root.py); curl as it is.
+            shell_line = ["bash", "-c", command]
+            if command.startswith("uv "):
+                shell_line = in_project(shell_line, project)
+            result = sandbox.run(shell_line, cwd=project, env=env, timeout=60)
+            assert result.returncode == 0, f"{command}\n{result.stderr}"
+            said = result.stdout.strip()
+            if answer.startswith(("{", "[")):
+                assert answers_alike(json.loads(answer), json.loads(said), command), said
+            else:
+                assert EXAMPLE_ID.sub("ID", said) == EXAMPLE_ID.sub("ID", answer), said
+        shell.ctrl_c(timeout=CTRL_C_BOUND)
+        assert "Traceback" not in shell.output, shell.output[-3000:]
+
+
 def setup_lines(project: Path) -> str:
     """The "Run it" block without its last line (the long-running `honcho start`)."""
     run = block_with(shell_blocks(project / "README.md")["Run it"], "honcho start")
@@ -256,14 +317,15 @@ def admin_site_pages(base: str, username: str, password: str) -> tuple[str, byte
 
 @pytest.mark.pairwise
 @pytest.mark.combinations(web_framework="django", database="postgresql")
-def test_admin_site_block_collects_the_static_files_and_makes_a_user_who_sees_the_notes(
+def test_run_it_then_the_admin_site_block_serve_the_styled_admin_site_to_the_user_made(
     project: Path, sandbox: Sandbox, compose_services, tmp_path: Path
 ) -> None:
-    """The README's two lines as written, `createsuperuser` answered at a terminal; then the
-    service started by its run line serves the admin site, its styles included, to that user."""
+    """In the README's order: "Run it" up to the start (its `collectstatic` among it), the
+    admin site's line, `createsuperuser` answered at a terminal; then the service started by
+    the run line serves the admin site, its styles included, to that user."""
     (block,) = shell_blocks(project / "README.md")["The admin site"]
-    collect, create = commands(block)
-    run_in_sandbox(sandbox, setup_lines(project) + "\n" + collect, project, os.environ)
+    (create,) = commands(block)
+    run_in_sandbox(sandbox, setup_lines(project), project, os.environ)
     password = secrets.token_urlsafe(16)
     # Each prompt answered as it comes, in the order the command asks (the user model's
     # username, its required email, the password twice), whatever its words: they are Django's,

@@ -2,7 +2,6 @@
 it answers only the hosts of ALLOWED_HOSTS (the tests': testserver, localhost, 127.0.0.1)."""
 
 import json
-import signal
 import socket
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_web_process import environment, free_port, procfile_command, wait_until_serving
+from .test_web_process import serving
 
 # Small limits, so that crossing them is quick; the defaults are the settings' (64 KiB, 16 KiB,
 # 100 headers, 10 s).
@@ -28,20 +27,8 @@ LIMITS = {
 def web(required_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """One web process for the module: each test opens connections of its own, and none
     changes what the next one meets."""
-    port = free_port()
-    process = subprocess.Popen(
-        procfile_command("web"),
-        env=environment(**required_env, **LIMITS, PORT=str(port)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        wait_until_serving(process, f"http://127.0.0.1:{port}/healthz")
+    with serving(required_env, **LIMITS) as (process, port):
         yield process, port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def answer_to(

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,28 @@ def wait_until_serving(process: subprocess.Popen[str], url: str, timeout: float 
     raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
+@contextmanager
+def serving(
+    required_env: dict[str, str], **variables: str
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The web process with these settings besides the required ones, its output discarded:
+    the process and its port, once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        procfile_command("web"),
+        env=environment(**required_env, **variables, PORT=str(port)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_until_serving(process, f"http://127.0.0.1:{port}/healthz")
+        yield process, port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
 @pytest.fixture
 def web(required_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
@@ -73,10 +96,13 @@ def web(required_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], s
 
 def test_serves_on_port_and_logs_json_lines_with_the_request_id(web) -> None:
     process, base = web
-    request = urllib.request.Request(f"{base}/healthz", headers={"X-Request-ID": "trace-7"})
+    # Forwarded as https by a trusted proxy (127.0.0.1, by default); TLS_IN_FRONT is off.
+    headers = {"X-Request-ID": "trace-7", "X-Forwarded-Proto": "https"}
+    request = urllib.request.Request(f"{base}/healthz", headers=headers)
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
         assert response.headers["X-Request-ID"] == "trace-7"
+        assert "Strict-Transport-Security" not in response.headers
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=30)
     events = [json.loads(line) for line in stdout.splitlines()]
@@ -90,7 +116,7 @@ def test_serves_on_port_and_logs_json_lines_with_the_request_id(web) -> None:
 def test_missing_or_bad_config_stops_startup_with_one_message(required_env) -> None:
     result = subprocess.run(
         procfile_command("web"),
-        env=environment(PORT=str(free_port()), LOG_FORMAT="xml"),
+        env=environment(PORT=str(free_port()), LOG_FORMAT="xml", FORWARDED_ALLOW_IPS="10.0.0.300"),
         capture_output=True,
         text=True,
         timeout=30,
@@ -99,5 +125,6 @@ def test_missing_or_bad_config_stops_startup_with_one_message(required_env) -> N
     for variable in required_env:
         assert f"{variable}: is required but not set" in result.stderr
     assert "LOG_FORMAT" in result.stderr
+    assert "FORWARDED_ALLOW_IPS" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""

@@ -2,14 +2,16 @@
 
 It holds what a request must get whatever the app does, and what must not wait for the app's
 threads (which a slow database can take up): the request id, on every log line and echoed
-back; /healthz, /readyz and /metrics; each request's count and time (with METRICS on, the
-default); the body limit, enforced before a body is read past it; the whole body read before
-the app starts, so that a slow client holds no thread; the deadline; a Host check against
-ALLOWED_HOSTS, so that no link or redirect the app builds names a host a client chose; and a
-JSON answer to every failure.
+back; /healthz, /readyz and /metrics (to the clients METRICS_ALLOW_IPS names); each request's
+count and time (with METRICS on, the default); the body limit, enforced before a body is read
+past it; the whole body read before the app starts, so that a slow client holds no thread; the
+deadline; a Host check against ALLOWED_HOSTS, so that no link or redirect the app builds names
+a host a client chose; HSTS on https answers when TLS ends in front (TLS_IN_FRONT); and a JSON
+answer to every failure.
 """
 
 import asyncio
+import ipaddress
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
@@ -22,6 +24,7 @@ from structlog.contextvars import bound_contextvars
 from .failures import answer_for, error_body, log_failure
 from .health import bounded_readiness, liveness
 from .request_id import HEADER, choose_request_id
+from .settings import HSTS_SECONDS
 from .tracing import name_request_span
 
 if TYPE_CHECKING:
@@ -34,6 +37,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ID_HEADER = HEADER.lower().encode()
+# Sent on answers to https requests with TLS_IN_FRONT. Subdomains and preload lists are the
+# domain owner's to add, at the proxy.
+HSTS = (b"strict-transport-security", f"max-age={HSTS_SECONDS}".encode())
 # A readiness probe not answered by then counts as failed, so /readyz answers within 2 s.
 PROBE_SECONDS = 1.5
 # The probes' paths, answered here ahead of the app (/metrics only with METRICS on).
@@ -63,10 +69,18 @@ class Reply:
     for an answer never finished, when the edge is done with the request.
     """
 
-    def __init__(self, send: Send, request_id: str, ended: Callable[[int | None], None]) -> None:
+    def __init__(
+        self,
+        send: Send,
+        request_id: str,
+        ended: Callable[[int | None], None],
+        hsts: bool = False,
+    ) -> None:
         self._send = send
         self._ended = ended
         self.request_id = request_id
+        # The edge's own headers, on every answer, replacing any the app set under their names.
+        self.own_headers = [(ID_HEADER, request_id.encode()), *([HSTS] if hsts else [])]
         self.status: int | None = None  # set once the response has begun
         self.closed = False  # the edge has answered: whatever the app sends later is dropped
         self.finished = False
@@ -80,7 +94,7 @@ class Reply:
             headers = message.get("headers", [])
             length = next((v for k, v in headers if k.lower() == b"content-length"), None)
             self.unsent = int(length) if length is not None else None
-            message["headers"] = [*headers, (ID_HEADER, self.id_bytes)]
+            message["headers"] = self.with_own_headers(headers)
         elif message["type"] == "http.response.body":
             if self.unsent is not None:
                 self.unsent -= len(message.get("body", b""))
@@ -100,11 +114,9 @@ class Reply:
             return
         self.status = status
         self.closed = True
-        headers = [
-            (b"content-type", content_type),
-            (b"content-length", str(len(payload)).encode()),
-            (ID_HEADER, self.id_bytes),
-        ]
+        headers = self.with_own_headers(
+            [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
+        )
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         self.finish()
         await self._send({"type": "http.response.body", "body": payload})
@@ -119,9 +131,9 @@ class Reply:
         """The response has begun: its status can no longer change."""
         return self.status is not None
 
-    @property
-    def id_bytes(self) -> bytes:
-        return self.request_id.encode()
+    def with_own_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        names = {name for name, _ in self.own_headers}
+        return [(k, v) for k, v in headers if k.lower() not in names] + self.own_headers
 
 
 class Edge:
@@ -135,15 +147,24 @@ class Edge:
         request_timeout: float,
         max_body_bytes: int,
         allowed_hosts: Sequence[str],
+        tls_in_front: bool,
         readiness_probes: Mapping[str, Callable[[], object]],
         metrics: bool,
+        metrics_allow_ips: Sequence[str],
     ) -> None:
         self.app = app
         self.framework_app = framework_app
         self.request_timeout = request_timeout
         self.max_body_bytes = max_body_bytes
         self.allowed_hosts = [host.lower().removesuffix(".") for host in allowed_hosts]
+        self.tls_in_front = tls_in_front
         self.readiness_probes = readiness_probes
+        # The clients /metrics answers; None: any.
+        self.scrapers = (
+            None
+            if "*" in metrics_allow_ips
+            else [ipaddress.ip_network(client) for client in metrics_allow_ips]
+        )
         self.metrics: RequestMetrics | None = None
         if metrics:
             # Only now: with METRICS off, prometheus_client is not even loaded.
@@ -179,7 +200,8 @@ class Edge:
             if status is not None:
                 name_request_span(scope, route)
 
-        reply = Reply(send, request_id, ended)
+        hsts = self.tls_in_front and scope["scheme"] == "https"
+        reply = Reply(send, request_id, ended, hsts)
         try:
             with bound_contextvars(request_id=request_id):
                 await self.handle(scope, receive, reply)
@@ -189,9 +211,10 @@ class Edge:
     async def handle(self, scope: Scope, receive: Receive, reply: Reply) -> None:
         path = scope["path"]
         metrics = self.metrics
-        if scope["method"] in ("GET", "HEAD") and (
-            path in PROBE_PATHS and (path != "/metrics" or metrics is not None)
-        ):
+        probe = path in PROBE_PATHS and (
+            path != "/metrics" or (metrics is not None and self.may_scrape(scope))
+        )
+        if scope["method"] in ("GET", "HEAD") and probe:
             scope["route"] = path
             if path == "/healthz":
                 await reply.json(200, liveness())
@@ -226,6 +249,18 @@ class Edge:
         except ClientGone:
             return
         await self.run_app(scope, replay(body, receive), reply, deadline)
+
+    def may_scrape(self, scope: Scope) -> bool:
+        """Whether the client (as the trusted proxies name it) is one METRICS_ALLOW_IPS names:
+        to any other, /metrics is a path like any unknown one."""
+        if self.scrapers is None:
+            return True
+        client = scope.get("client")
+        try:
+            address = ipaddress.ip_address(client[0]) if client else None
+        except ValueError:
+            return False
+        return address is not None and any(address in network for network in self.scrapers)
 
     def host_allowed(self, scope: Scope) -> bool:
         """Whether the request's Host (without its port) is one of ALLOWED_HOSTS, as Django

@@ -73,7 +73,10 @@ def main() -> None:
         # On SIGTERM uvicorn stops accepting and lets in-flight requests finish this long.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
+        # The client's address and the scheme come from X-Forwarded-For and -Proto when these
+        # proxies send them (FORWARDED_ALLOW_IPS), from the connection otherwise.
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         # uvicorn's HTTP/1.1 protocol, with the request head bounded in size, count and time.
         http=f"{__package__}.http_head:BoundedHeadProtocol",
     )
