@@ -104,18 +104,27 @@ class Reply:
                 self.finish()
         await self._send(message)
 
-    async def json(self, status: int, body: object) -> None:
+    async def json(
+        self, status: int, body: object, extra: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         """Answer with a JSON body, unless the app has begun its own answer."""
-        await self.whole(status, b"application/json", json.dumps(body).encode())
+        await self.whole(status, b"application/json", json.dumps(body).encode(), extra)
 
-    async def whole(self, status: int, content_type: bytes, payload: bytes) -> None:
-        """Answer with this body, unless the app has begun its own answer."""
+    async def whole(
+        self,
+        status: int,
+        content_type: bytes,
+        payload: bytes,
+        extra: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """Answer with this body (and these headers), unless the app has begun its own answer."""
         if self.started:
             return
         self.status = status
         self.closed = True
+        length = str(len(payload)).encode()
         headers = self.with_own_headers(
-            [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
+            [(b"content-type", content_type), (b"content-length", length), *extra]
         )
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         self.finish()
@@ -214,7 +223,7 @@ class Edge:
         probe = path in PROBE_PATHS and (
             path != "/metrics" or (metrics is not None and self.may_scrape(scope))
         )
-        if scope["method"] in ("GET", "HEAD") and probe:
+        if probe and scope["method"] in ("GET", "HEAD"):
             scope["route"] = path
             if path == "/healthz":
                 await reply.json(200, liveness())
@@ -247,6 +256,11 @@ class Edge:
             await reply.json(408, error_body(408, "The request body did not arrive in time."))
             return
         except ClientGone:
+            return
+        if probe:  # another method: refused as the app refuses one, its body read first
+            scope["route"] = path
+            refused = error_body(405, f"{path} takes GET and HEAD only.")
+            await reply.json(405, refused, [(b"allow", b"GET, HEAD")])
             return
         await self.run_app(scope, replay(body, receive), reply, deadline)
 
