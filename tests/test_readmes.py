@@ -25,12 +25,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import probes
+import psycopg
 import pytest
 import redis
 import yaml
 from compose_images import machine_lock
 from conftest import IDENTITY, TEMPLATE_ROOT
 from matrix import defaults
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from pytest_report import outcomes, reporting_to
 from python_root import in_project
 from readme import (
@@ -352,6 +355,15 @@ def test_run_it_then_the_admin_site_block_serve_the_styled_admin_site_to_the_use
         shell.ctrl_c(timeout=CTRL_C_BOUND)
 
 
+def leave_a_stray_notes_table(server: str, database: str) -> None:
+    """What an earlier run left in the tests' database, of the project under another framework
+    (or another project of the same package name): a `notes` table of another shape."""
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    with psycopg.connect(make_conninfo(server, dbname=database), autocommit=True) as connection:
+        connection.execute("CREATE TABLE notes (left_by_an_earlier_run integer)")
+
+
 @pytest.fixture(scope="session")
 def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test run's mypy cache so far, shared by its test processes (mypy keeps one per
@@ -370,10 +382,13 @@ def test_test_and_lint_block_passes_with_nothing_skipped(
     stubs) as they were; a third of the time of a first run. The tests' outcomes come from
     pytest's report (pytest_report.py), not its summary's words."""
     (block,) = shell_blocks(project / "README.md")["Test and lint"]
-    # The tests' database is the project's own: two projects' tests share a server safely.
+    # The tests' database is the project's own: two projects' tests share a server safely; and
+    # each run makes it anew, whatever an earlier run left in it.
     database = re.search(r"DATABASE_URL=postgresql://\S+/(\w+)", block)
     if database:
         assert database[1] == f"{IDENTITY['package_name']}_test", block
+        assert sandbox.postgres is not None
+        sandbox.call(leave_a_stray_notes_table, sandbox.postgres.url(), database[1])
     with machine_lock(mypy_cache.with_suffix(".lock")):
         if mypy_cache.is_dir():
             shutil.copytree(mypy_cache, project / ".mypy_cache", dirs_exist_ok=True)
