@@ -106,16 +106,11 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     databases: dict[str, int] = field(default_factory=dict)
-    # Where a server that keeps its data through a restart writes it (every write, at once);
-    # None: in memory only.
-    directory: Path | None = None
 
     def start(self) -> "RedisServer":
-        kept = ["--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always"]
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             *(kept if self.directory else ["--appendonly", "no"]),
-             "--databases", str(DATABASES)],
+             "--appendonly", "no", "--databases", str(DATABASES)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), 1).close(), "Redis")
