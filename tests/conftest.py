@@ -32,8 +32,10 @@ IDENTITY = {
     "author_email": "ada@example.org",
 }
 
-# The salt of the image tests' combinations, which compose's tests share (one build each).
-IMAGES = "images"
+# The salt of the image tests' combinations, which compose's tests share (one build each). In
+# the default tier it picks a Django combination with a database for all of them, so that the
+# Django admin's image test shares their build too (tiers.py).
+IMAGES = "the images"
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Template Tests",

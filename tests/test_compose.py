@@ -447,7 +447,8 @@ def test_readme_compose_line_starts_the_backing_services_the_host_service_reache
         assert "configuration: ok" in checked and "unavailable" not in checked, checked
         (tests,) = readme["Test and lint"]
         # Its outcomes from pytest's report (under /tmp: the Python root reaches it too).
-        report = Path(tempfile.mkdtemp(prefix="compose-readme-")) / "pytest.xml"
-        tested = run(tests, env=reporting_to(report, compose_engine.engine.env))
-        found = outcomes(report)
+        with tempfile.TemporaryDirectory(prefix="compose-readme-") as reports:
+            report = Path(reports) / "pytest.xml"
+            tested = run(tests, env=reporting_to(report, compose_engine.engine.env))
+            found = outcomes(report)
         assert found.passed and not found.skipped and not found.failed, f"{found}\n{tested}"

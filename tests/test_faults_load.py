@@ -212,6 +212,7 @@ def attack(
     outcomes.append(f"{outcome} after {sent / 1e6:.0f} MB sent")
 
 
+@pytest.mark.once  # a field test: on each framework in the full tier
 @pytest.mark.combinations(database="postgresql", worker="none", python_version=PYTHON)
 def test_six_parallel_50_mb_posts_keep_the_web_under_512_mib_and_healthz_answering(
     combination, project: Path, service_env: dict[str, str], record_property
@@ -262,6 +263,7 @@ def sigterm_env(project: Path, service_env: dict[str, str], framework: str, slow
     )  # fmt: skip
 
 
+@pytest.mark.once  # a field test: on each framework in the full tier
 @pytest.mark.combinations(database="none", worker="none", python_version=PYTHON)
 def test_sigterm_on_one_web_worker_drains_the_request_in_flight_then_exits_0(
     combination, project: Path, service_env: dict[str, str]
@@ -309,6 +311,7 @@ def send_get(connection: http.client.HTTPConnection, path: str) -> str | None:
     return None
 
 
+@pytest.mark.once  # a field test: on each framework in the full tier
 @pytest.mark.combinations(database="none", worker="none", python_version=PYTHON)
 def test_requests_on_kept_alive_connections_after_sigterm_get_connection_close_or_a_clean_close(
     combination, project: Path, service_env: dict[str, str], record_property

@@ -94,6 +94,7 @@ def web_logging_to(log: Path, project: Path) -> list[str]:
     return ["sh", "-c", 'exec "$@" >"$0"', str(log), *procfile(project)["web"]]
 
 
+@pytest.mark.once  # a field test: on each framework in the full tier
 @pytest.mark.combinations(
     database="postgresql", worker="celery", python_version=defaults()["python_version"]
 )

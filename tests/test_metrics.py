@@ -20,6 +20,9 @@ WEB_THREADS = 8  # the default; each server process's database pool holds as man
 
 Samples = dict[tuple[str, frozenset], float]
 
+# Unknown paths, one after another: were each a label value, the scrape would hold as many more.
+FLOOD = 50
+
 
 @pytest.fixture
 def env(project: Path, service_env: dict[str, str]) -> dict[str, str]:
@@ -149,10 +152,10 @@ def test_metrics_count_each_request_sent_by_route_template_whichever_process_ser
                 assert pool == processes * WEB_THREADS
         # A flood of unknown paths is counted under one route value: no label value is added.
         labels_before = set(scrapes[-1])
-        for _ in range(200):
+        for _ in range(FLOOD):
             assert web.get(f"/{uuid.uuid4().hex}/{uuid.uuid4().hex}")[0] == 404
         flooded = scrape(web)
-        assert counted(flooded, "(unrouted)", "GET", 404) == 201
+        assert counted(flooded, "(unrouted)", "GET", 404) == FLOOD + 1
         assert set(flooded) == labels_before
         if processes > 1:
             writers = counting_processes(directory)

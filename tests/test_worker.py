@@ -271,6 +271,7 @@ def test_the_worker_writes_json_lines_only_and_no_stderr_through_a_killed_pool_a
 PAUSE_SECONDS = 20
 
 
+@pytest.mark.full_tier("a job whose whole worker is killed runs again (the requeue)")
 @pytest.mark.combinations(worker="celery")
 def test_a_job_whose_redis_write_fails_runs_again_once_redis_takes_writes(
     combination, project: Path, service_env: dict[str, str], record_property
