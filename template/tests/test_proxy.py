@@ -3,6 +3,7 @@ in front changes (TLS_IN_FRONT), and whom /metrics answers (METRICS_ALLOW_IPS), 
 process as it is deployed. The proxy in these tests is the test itself, at 127.0.0.1."""
 
 import http.client
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -17,12 +18,11 @@ PRIVATE = "10.1.2.3"
 PUBLIC = "203.0.113.7"
 
 
-# Two processes for the module; each test sends requests of its own, which change nothing.
-@pytest.fixture(scope="module")
-def behind_this_proxy(required_env: dict[str, str]) -> Iterator[int]:
-    """Behind a TLS-ending proxy it trusts (127.0.0.1, the default); METRICS_ALLOW_IPS default."""
-    with serving(required_env, TLS_IN_FRONT="true") as (_, port):
-        yield port
+@pytest.fixture
+def behind_this_proxy(shared_web: tuple[subprocess.Popen[str], int]) -> int:
+    """The session's shared web process (conftest.py): behind a TLS-ending proxy it trusts
+    (127.0.0.1, the default); METRICS_ALLOW_IPS default."""
+    return shared_web[1]
 
 
 @pytest.fixture(scope="module")

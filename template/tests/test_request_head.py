@@ -6,29 +6,16 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .test_web_process import serving
 
-# Small limits, so that crossing them is quick; the defaults are the settings' (64 KiB, 16 KiB,
-# 100 headers, 10 s).
-LIMITS = {
-    "MAX_HEADER_BYTES": "8192",
-    "MAX_HEADER_LINE_BYTES": "2048",
-    "MAX_HEADERS": "20",
-    "HEADER_TIMEOUT_SECONDS": "1",
-}
-
-
-@pytest.fixture(scope="module")
-def web(required_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """One web process for the module: each test opens connections of its own, and none
-    changes what the next one meets."""
-    with serving(required_env, **LIMITS) as (process, port):
-        yield process, port
+@pytest.fixture
+def web(shared_web: tuple[subprocess.Popen[str], int]) -> tuple[subprocess.Popen[str], int]:
+    """The session's shared web process (conftest.py), with small head limits (HEAD_LIMITS):
+    each test opens connections of its own, and none changes what the next one meets."""
+    return shared_web
 
 
 def answer_to(
