@@ -32,10 +32,10 @@ IDENTITY = {
     "author_email": "ada@example.org",
 }
 
-# The salt of the image tests' combinations, which compose's tests share (one build each). In
-# the default tier it picks a Django combination with a database for all of them, so that the
-# Django admin's image test shares their build too (tiers.py).
-IMAGES = "the images"
+# The salt of the image tests' combinations, which compose's tests share (one build each).
+# ("the images", which put them all on one Django build in the default tier, cost more than
+# the build it saved: compose's README test then ran Django's whole suite, 207 s against 71.)
+IMAGES = "images"
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Template Tests",
