@@ -18,7 +18,7 @@ check, only repetitions of it:
 - the field tests marked `@pytest.mark.full_tier(why)`: none. Each is the costliest of its kind
   and has a cheaper kin in the default tier (its `why` names it), and none depends on the
   change at hand more than on time: the oldest releases the bounds allow, a load test, the
-  whole compose stack beside the README's compose line.
+  whole compose stack beside the README's compose line, a 20 s pause of Redis's writes.
 A regression these repetitions would catch in one combination, the full tier (`.ci/run`, the
 template's CI, its nightly run) still catches.
 """
