@@ -11,6 +11,7 @@ import re
 import sys
 import tempfile
 import tomllib
+from functools import cache
 from pathlib import Path
 
 import copier
@@ -40,6 +41,7 @@ def template_environment() -> jinja2.Environment:
     )
 
 
+@cache
 def macros() -> jinja2.environment.TemplateModule:
     """includes/answers.jinja, as Copier loads it."""
     return template_environment().get_template("includes/answers.jinja").module
@@ -175,6 +177,40 @@ def test_any_answer_is_refused_with_a_message_or_renders_code_that_parses(
         for kind, value in kubernetes_names(destination):
             assert len(value) <= MAX_K8S_NAME, (kind, value)
             assert DNS_1035_LABEL.match(value), (kind, value)
+
+
+def slug_is_sound(slug: str) -> bool:
+    """What a slug must be, from what it names: a distribution name as packaging normalizes
+    it, and SLUG-release a Kubernetes object name (a DNS-1035 label of 63 characters at most),
+    not one of the project's own dependencies."""
+    return (
+        re.sub(r"[-_.]+", "-", slug).lower() == slug
+        and bool(DNS_1035_LABEL.match(f"{slug}-release"))
+        and bool(DNS_1035_LABEL.match(slug))
+        and len(f"{slug}-release") <= MAX_K8S_NAME
+        and slug not in macros().LOCKED_DISTRIBUTIONS
+    )
+
+
+slugs = st.one_of(
+    # Mostly sound: letters, digits, single hyphens; long ones too.
+    st.from_regex(r"[a-z][a-z0-9]{0,12}(-[a-z0-9]{1,12}){0,6}", fullmatch=True),
+    # Near misses: the characters of a slug and those a slug must not hold.
+    st.text(alphabet="abz09-_.AZ é", max_size=70),
+    st.sampled_from(["flask", "celery", "pydantic-settings", "a" * 55, "a" * 56]),
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(slug=slugs)
+def test_the_slug_validator_refuses_exactly_the_slugs_a_cluster_or_an_index_would(
+    slug: str,
+) -> None:
+    """Each rule separately: a widened character class, a lost anchor or bound shows here."""
+    problem = macros().slug_problem(slug).strip()
+    assert bool(problem) != slug_is_sound(slug), (slug, problem)
+    if problem:
+        assert "\n" not in problem and problem.endswith(".") and len(problem) <= 100, problem
 
 
 # Nasty answers given the whole treatment: locked, installed, linted, imported.

@@ -23,13 +23,21 @@ BAD_ANSWERS = [
         "Order Service",
         "The slug may hold only lowercase letters, digits and",
     ),
+    # Each rule of the slug's on its own: a cluster refuses a name with any of these.
+    ("project_slug", "Order-Service", "The slug may hold only lowercase letters, digits and"),
+    ("project_slug", "order_service", "The slug may hold only lowercase letters, digits and"),
     ("project_slug", "9-lives", "The slug must start with a letter"),
+    ("project_slug", "-order-service", "The slug must start with a letter"),
     ("project_slug", "order--service", "The slug must have single hyphens"),
+    ("project_slug", "order-service-", "The slug must have single hyphens"),
     ("project_slug", "a" * 56, "The slug must be at most 55 characters"),
     ("project_slug", "flask", "The slug is a distribution the project depends on"),
     ("project_slug", "pydantic-settings", "The slug is a distribution the project depends on"),
     ("package_name", "order-service", "The package name must be a Python identifier"),
+    ("package_name", "Order_service", "The package name must be a Python identifier"),
+    ("package_name", "9lives", "The package name must be a Python identifier"),
     ("package_name", "class", "The package name is a Python keyword"),
+    ("package_name", "tests", "The package name is a Python keyword or reserved"),
     ("package_name", "email", "The package name is a standard library module"),
     ("package_name", "tomllib", "The package name is a standard library module"),
     ("package_name", "celery", "The package name is a module of a library the project depends"),
@@ -62,7 +70,7 @@ def test_bad_answer_is_refused_with_what_is_allowed(
     template_repo: Path, tmp_path: Path, question: str, answer: str, message: str
 ) -> None:
     result = copier_copy(template_repo, tmp_path / "out", f"{question}={answer}")
-    assert result.returncode != 0
+    assert result.returncode != 0, f"{question}={answer!r} was taken, not refused"
     if message is NOT_A_CHOICE:
         named = [question, answer, *choice_questions()[question]]
         # Each as a word of its own: "3.12" in "python3.12/site-packages" is not named.
