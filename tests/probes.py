@@ -20,6 +20,7 @@ from servers import free_port
 from worker_faults import runs_jobs
 
 REQUIRED_LOG_KEYS = {"timestamp", "level", "logger", "message"}
+BELOW_WARNING = {"debug", "info"}
 # A settings switch on an environment name, or a settings file per environment.
 ENVIRONMENT_SWITCH = re.compile(
     r"\b(APP_ENV|ENVIRONMENT|FLASK_ENV|DJANGO_SETTINGS_MODULE|SETTINGS_MODULE)\b"
@@ -57,14 +58,23 @@ def probe_missing_or_malformed_config_stops_startup(project: Path, env: dict[str
 
 
 def probe_every_variable_can_come_from_a_file(project: Path, env: dict[str, str]) -> None:
+    """Every variable given only as NAME_FILE, each file ending in a newline as editors and
+    `echo` leave it: the service takes each value, read back where it shows (it serves on the
+    PORT of its file, it logs nothing below the LOG_LEVEL of its file), and is ready."""
     folder = project.parent / f"{project.name}-secrets"
     folder.mkdir(exist_ok=True)
+    port = free_port()
     variables = {}
-    for name, value in env.items():
+    for name, value in {**env, "PORT": str(port), "LOG_LEVEL": "WARNING"}.items():
         (folder / name).write_text(value + "\n")
         variables[f"{name}_FILE"] = str(folder / name)
-    with running_web(project, variables) as web:
-        assert web.get("/readyz")[0] == 200
+    with running_web(project, variables, port=port) as web:
+        assert web.get("/readyz")[0] == 200, "not ready with every variable from its file"
+        web.get("/no-such-page")
+        web.stop()
+    # At INFO, its default, it logs its start, and a line for each request.
+    below = [line for line in web.stdout.splitlines() if json.loads(line)["level"] in BELOW_WARNING]
+    assert not below, f"{len(below)} lines below LOG_LEVEL_FILE's WARNING, as {below[0]}"
 
 
 def probe_env_example_names_exactly_the_settings(project: Path) -> None:
@@ -288,7 +298,14 @@ def check_logs_are_json_lines_on_stdout(web: Running, request_id: str, requests:
         except json.JSONDecodeError:
             raise AssertionError(f"not a JSON line: {line!r}") from None
         assert event.keys() >= REQUIRED_LOG_KEYS, f"missing keys in {line}"
-    assert sum(json.loads(line).get("request_id") == request_id for line in lines) >= requests
+    events = [json.loads(line) for line in lines]
+    carrying = sum(event.get("request_id") == request_id for event in events)
+    requested = [event for event in events if "path" in event]  # a request's line
+    lacking = [event for event in requested if event.get("request_id") != request_id]
+    assert carrying >= requests, (
+        f"{carrying} lines carry request_id {request_id!r}, sent with {requests} requests; "
+        f"{len(lacking)} of the {len(requested)} request lines lack it, as {lacking[-1:]}"
+    )
 
 
 def is_shared_metrics_memory(path: Path, scratch: Path) -> bool:

@@ -97,14 +97,18 @@ class Running:
 
 @contextmanager
 def running_web(
-    project: Path, variables: dict[str, str], command: list[str] | None = None
+    project: Path, variables: dict[str, str], command: list[str] | None = None, port: int = 0
 ) -> Iterator[Running]:
     """The Procfile's web process on a free port, answering /healthz; stopped with SIGTERM.
 
-    Only the given variables, PORT and PATH are in its environment.
+    Only the given variables, PORT and PATH are in its environment; `port`, where the variables
+    give it another way (PORT_FILE), is the port it must then serve on.
     """
-    port = free_port()
-    env = process_env(project, {**variables, "PORT": str(port)})
+    if port:
+        env = process_env(project, variables)
+    else:
+        port = free_port()
+        env = process_env(project, {**variables, "PORT": str(port)})
     start = time.perf_counter()
     process = subprocess.Popen(  # in a session of its own, to clean up
         in_project(command or procfile(project)["web"], project), cwd=project, env=env,

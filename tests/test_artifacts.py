@@ -77,7 +77,12 @@ def test_dockerfile_builds_from_the_lock_and_runs_as_non_root(
     assert "uv sync --locked --no-dev" in runs
     assert "--mount=type=cache" in runs
     users = [args for instruction, args in instructions if instruction == "USER"]
-    assert users and users[-1] not in ("root", "0"), "the image runs as root"
+    assert users, "no USER: the image runs as root"
+    # A numeric uid, as Kubernetes' runAsNonRoot needs to check it (with a user name it refuses
+    # to start the container); as a number, 0, 00 or 0:0 cannot pass for another user.
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit(), f"USER {users[-1]}: give the user as a number (uid:gid)"
+    assert int(uid) != 0, f"USER {users[-1]}: the image runs as root"
     assert "PYTHONUNBUFFERED" in dockerfile_env_names(rendered)
     healthchecks = [args for instruction, args in instructions if instruction == "HEALTHCHECK"]
     assert len(healthchecks) == 1 and ".image_healthcheck" in healthchecks[0]

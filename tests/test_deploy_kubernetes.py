@@ -272,7 +272,10 @@ def test_probes_wait_longer_than_the_service_takes_to_answer(rendered, base) -> 
     readiness_seconds = float(re.search(r"^PROBE_SECONDS = ([\d.]+)$", edge.read_text(), re.M)[1])
     (container,) = pod_spec(by_component(base, "Deployment")["web"])["containers"]
     readiness, liveness = container["readinessProbe"], container["livenessProbe"]
-    # The kubelet hears the 503 rather than timing out; a slow but live pod is not restarted.
+    # The kubelet hears /readyz's 503 rather than timing out; a slow but live pod is not
+    # restarted.
+    assert readiness["httpGet"]["path"] == "/readyz", "readiness is not /readyz, bound above"
+    assert liveness["httpGet"]["path"] == "/healthz", "liveness is not /healthz, bound in 1 s"
     assert readiness["timeoutSeconds"] > readiness_seconds
     assert liveness["timeoutSeconds"] > HEALTHZ_SECONDS
     # A restart only after several misses: one slow answer under load is not a hung process.
@@ -504,9 +507,13 @@ def test_the_manifests_settings_start_the_service_and_its_probes_answer(
     # The ConfigMap's settings, real secrets; PORT is the harness's free port, as the Procfile
     # binding on $PORT is shown elsewhere.
     with running_web(project, app_env(project, service_env, **config_map(base))) as web:
-        for probe in ("livenessProbe", "readinessProbe"):
-            status, _ = web.get(container[probe]["httpGet"]["path"])
-            assert status == 200, probe
+        live = web.get(container["livenessProbe"]["httpGet"]["path"])
+        ready = web.get(container["readinessProbe"]["httpGet"]["path"])
+    # Each its own answer: liveness the process alone, readiness with its backing services'
+    # checks (a readiness probe on liveness's path would keep a pod in service without them).
+    assert live == (200, {"status": "ok"}), f"livenessProbe: {live}"
+    assert ready[0] == 200 and isinstance(ready[1], dict), f"readinessProbe: {ready}"
+    assert "checks" in ready[1], f"readinessProbe: {ready} checks no backing service"
 
 
 @pytest.mark.pairwise

@@ -73,6 +73,21 @@ def unlisted_setting(project: Path) -> None:
          "    debug: bool = False\n    feature_flag: bool = False")  # fmt: skip
 
 
+def variable_files_ignored(project: Path) -> None:
+    edit(project, f"src/{PACKAGE}/settings.py",
+         re.escape('os.environ.get(f"{field_name.upper()}_FILE")'), "None")  # fmt: skip
+
+
+def variable_file_read_whole(project: Path) -> None:
+    """The file's trailing newline kept in the value."""
+    edit(project, f"src/{PACKAGE}/settings.py", re.escape("data.decode().strip()"), "data.decode()")
+
+
+def request_id_not_taken(project: Path) -> None:
+    edit(project, f"src/{PACKAGE}/request_id.py", r"        return incoming\n",
+         "        return uuid.uuid4().hex\n")  # fmt: skip
+
+
 def start_script_without_exec(project: Path) -> None:
     (project / "bin").mkdir()
     (project / "bin" / "web.sh").write_text(f"#!/bin/sh\npython -m {PACKAGE}.web\necho stopped\n")
@@ -116,10 +131,18 @@ def env_example_names_the_settings(project: Path, _env: dict[str, str]) -> None:
 FASTAPI, FLASK = {"web_framework": "fastapi"}, {"web_framework": "flask"}
 DJANGO = {"web_framework": "django"}
 SERVED = probes.probe_serves_on_its_port_in_json_lines_writing_no_file
+FROM_FILES = probes.probe_every_variable_can_come_from_a_file
 VIOLATIONS = {
     "hard-coded-port": Violation(FASTAPI, hard_coded_port, SERVED, "did not answer|web exited"),
     "log-file-handler": Violation(FLASK, log_file_handler, SERVED, "written while serving"),
     "print-to-stderr": Violation(FASTAPI, print_to_stderr, SERVED, "written to stderr"),
+    "request-id-not-taken": Violation(
+        FLASK, request_id_not_taken, SERVED, "lines carry request_id 'probe-42'"
+    ),
+    "variable-files-ignored": Violation(FASTAPI, variable_files_ignored, FROM_FILES, "web exited"),
+    "variable-file-read-whole": Violation(
+        DJANGO, variable_file_read_whole, FROM_FILES, "web exited"
+    ),
     "default-secret-key": Violation(
         FLASK, default_secret_key, probes.probe_missing_or_malformed_config_stops_startup
     ),
