@@ -9,6 +9,7 @@ the project), since 0.3.0 with the plain command, then `git init` and `uv lock`.
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -126,6 +127,19 @@ def render(
 def recorded_answers(project: Path) -> dict:
     """The answers file Copier keeps, read as the YAML it is (its layout is Copier's)."""
     return yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+
+def required_settings(project: Path) -> list[str]:
+    """The variables `.env.example` marks required (a comment beginning "# Required" above)."""
+    required, marked = [], False
+    for line in (project / ".env.example").read_text().splitlines():
+        if line.startswith("# Required"):
+            marked = True
+        elif line.strip() and not line.startswith("#"):
+            if marked:
+                required.append(line.split("=", 1)[0])
+            marked = False
+    return required
 
 
 def locked_packages(lock: bytes) -> set[str]:
@@ -455,7 +469,12 @@ def test_changing_an_answer_by_update_gives_a_fresh_copys_files(
     template_repo: Path, tmp_path: Path, question: str, before: str, after: str
 ) -> None:
     project = render(template_repo, tmp_path / "updated", {question: before})
-    copier(COPIER_VERSIONS["newest-copier"], "update", "--data", f"{question}={after}", cwd=project)
+    updated = assert_succeeds([*COPIER_VERSIONS["newest-copier"], "update", "--defaults",
+                               "--data", f"{question}={after}"], project)  # fmt: skip
+    # The message names the settings the service now requires, a new one among them.
+    said = updated.stdout + updated.stderr
+    unnamed = [name for name in required_settings(project) if not re.search(rf"\b{name}\b", said)]
+    assert not unnamed, f"the message after update does not name {unnamed}:\n{said}"
     assert_succeeds(["uv", "lock", "--quiet"], project)  # the step after an update (README)
     fresh = render(template_repo, tmp_path / "fresh", {question: after})
     updated_files, fresh_files = rendered_files(project), rendered_files(fresh)
