@@ -66,14 +66,22 @@ SUBNET_LOCKS = Path("/tmp/copier-twelve-factor-subnets")
 IP = shutil.which("ip") or "/usr/sbin/ip"
 SERVICE = (
     "mkdir -p /run/containers/networks && mount -t tmpfs tmpfs /run/containers/networks && "
-    'exec podman system service --time=0 "$0"'
+    'exec podman "$@" system service --time=0 "$0"'
 )
 
 
 class ComposeEngine:
     """podman's Docker API in a private network namespace, with `docker compose` on PATH."""
 
-    def __init__(self, engine: Engine, sandbox: Sandbox, workdir: Path) -> None:
+    def __init__(
+        self, engine: Engine, sandbox: Sandbox, workdir: Path, own_store: Path | None = None
+    ) -> None:
+        """With `own_store`, the service keeps its containers, volumes and state there, apart
+        from every other podman of the machine (the images it reads from the machine's store):
+        containers that another service started, whose network namespaces are mounted in that
+        service's mount namespace alone, are then not among its own. podman's `start` of a
+        container through the libpod API (podman-compose's) synced another service's running
+        containers too, and failed on their network namespaces."""
         if not _on_path("docker-compose"):
             unavailable("docker-compose not on PATH (.ci/run installs it with apt)")
         self.engine = engine
@@ -91,9 +99,13 @@ class ComposeEngine:
         }
         self.log = workdir / "podman-service.log"
         with self.log.open("w") as log:
+            store = [] if own_store is None else [
+                "--root", str(own_store / "root"), "--runroot", str(own_store / "run"),
+                "--storage-opt", f"additionalimagestore={engine.graph_root()}",
+            ]  # fmt: skip
             self.service = sandbox.popen(
                 ["unshare", "--mount", "--propagation=private", "sh", "-c", SERVICE,
-                 f"unix://{self.socket}"],
+                 f"unix://{self.socket}", *store],
                 env=engine.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 30

@@ -201,6 +201,12 @@ class Engine:
         kwargs.setdefault("capture_output", True)
         return subprocess.run(["podman", *args], env=self.env, text=True, timeout=timeout, **kwargs)
 
+    def graph_root(self) -> str:
+        """Where the host's podman keeps its images."""
+        found = self.podman("info", "--format", "{{.Store.GraphRoot}}", timeout=60)
+        assert found.returncode == 0, found.stderr
+        return found.stdout.strip()
+
     def build_podman(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
         """The chroot's podman (a newer one, that builds the Dockerfile); raises on failure."""
         env = {

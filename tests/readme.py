@@ -38,6 +38,12 @@ def block_with(blocks: list[str], text: str) -> str:
     return found
 
 
+def block_starting(blocks: list[str], text: str) -> str:
+    """The one block whose first line begins with `text`."""
+    (found,) = [block for block in blocks if block.lstrip().startswith(text)]
+    return found
+
+
 def commands(block: str) -> list[str]:
     """The block's commands, one per line, without comment lines."""
     return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]

@@ -15,6 +15,8 @@ import datetime
 import ipaddress
 import itertools
 import json
+import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -40,7 +42,7 @@ from probes import with_slow_route
 from processes import SECRET_KEY
 from pytest_report import outcomes, reporting_to
 from python_root import in_project
-from readme import block_with, commands, shell_blocks
+from readme import block_starting, block_with, commands, shell_blocks
 from sandbox import Sandbox
 from worker_faults import RESULTS
 
@@ -84,6 +86,19 @@ def compose_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose
     yield compose
     compose.close()
     sandbox.close()
+
+
+@pytest.fixture(scope="session")
+def podman_compose_engine(compose_engine: ComposeEngine) -> Iterator[ComposeEngine]:
+    """An API service for podman-compose, with a store of its own (ComposeEngine), in the same
+    network namespace as compose_engine's. A short path: podman's sockets live under it."""
+    store = Path(tempfile.mkdtemp(prefix="tf-podman-", dir="/tmp"))
+    workdir = store / "engine"
+    workdir.mkdir()
+    engine = ComposeEngine(compose_engine.engine, compose_engine.sandbox, workdir, store)
+    yield engine
+    engine.close()
+    shutil.rmtree(store, ignore_errors=True)
 
 
 @pytest.fixture
@@ -397,7 +412,7 @@ def test_readme_compose_line_starts_the_backing_services_the_host_service_reache
     sandbox = compose_engine.sandbox
     readme = shell_blocks(image_project / "README.md")
     run_it = readme["Run it"]
-    up = block_with(run_it, "docker compose up")
+    up = block_starting(run_it, "docker compose up")
     services = up.split()[4:]
     # The ports and settings a developer has: compose.yaml's defaults, nothing exported.
     with compose_project(compose_engine, image_project, project_name(answers, "dev"), {}) as stack:
@@ -452,3 +467,71 @@ def test_readme_compose_line_starts_the_backing_services_the_host_service_reache
             tested = run(tests, env=reporting_to(report, compose_engine.engine.env))
             found = outcomes(report)
         assert found.passed and not found.skipped and not found.failed, f"{found}\n{tested}"
+
+
+def published_ports(stack: ComposeProject, services: list[str]) -> dict[str, int]:
+    """The host port each service's container publishes."""
+    return {
+        name: int(binding["HostPort"])
+        for name in services
+        for bindings in stack.container(name)["NetworkSettings"]["Ports"].values()
+        for binding in bindings or []
+    }
+
+
+def reachable(ports: dict[str, int]) -> Callable[[], bool]:
+    """Whether each port takes a connection on 127.0.0.1, where the README's URLs point."""
+
+    def check() -> bool:
+        try:
+            for port in ports.values():
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    return check
+
+
+@pytest.mark.parametrize("answers", BACKED)
+def test_readme_podman_and_moved_ports_lines_publish_the_backing_services_where_they_say(
+    answers: dict[str, str], render, podman_compose_engine: ComposeEngine
+) -> None:
+    """The rendered README's Podman line (podman-compose, the host's podman through the same
+    API: CONTAINER_HOST) and its line that moves the published ports, each run as written: the
+    services come up on compose's ports, then on the ports the line names, reachable there."""
+    compose_engine = podman_compose_engine
+    project = render({**answers, "project_slug": slug(answers)})
+    sandbox = compose_engine.sandbox
+    run_it = shell_blocks(project / "README.md")["Run it"]
+    with_podman = block_starting(run_it, "uvx podman-compose up")
+    (moved,) = [block for block in run_it if "_HOST_PORT=" in block]
+    services = with_podman.split()[4:]
+    compose = yaml.safe_load((project / "compose.yaml").read_text())["services"]
+    # "127.0.0.1:${DB_HOST_PORT:-5432}:5432": the host port without the variable.
+    defaults = {name: int(re.search(r"\$\{\w+:-(\d+)\}", compose[name]["ports"][0])[1])
+                for name in services}  # fmt: skip
+    # The sandbox reaches no package index: podman-compose is fetched outside it, once.
+    fetched = subprocess.run(["uvx", "podman-compose", "--version"], env=compose_engine.engine.env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    remote = {"CONTAINER_HOST": f"unix://{compose_engine.socket}", "UV_OFFLINE": "1"}
+    with compose_project(compose_engine, project, project_name(answers, "podman"), {}) as stack:
+        started = sandbox.run(["bash", "-e", "-c", with_podman], cwd=project,
+                              env={**stack.env, **remote}, timeout=UP_BOUND)  # fmt: skip
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert published_ports(stack, services) == defaults
+        wait_until(sandbox, reachable(defaults), f"{services} on {defaults}", timeout=30)
+    wanted = {
+        name: int(value)
+        for name, value in (word.split("=") for word in moved.split() if "=" in word)
+    }
+    variables = {"db": "DB_HOST_PORT", "redis": "REDIS_HOST_PORT"}
+    ports = {name: wanted[variables[name]] for name in services}
+    assert set(ports.values()).isdisjoint(defaults.values()), moved
+    with compose_project(compose_engine, project, project_name(answers, "moved"), {}) as stack:
+        started = sandbox.run(["bash", "-e", "-c", moved], cwd=project, env=stack.env,
+                              timeout=UP_BOUND)  # fmt: skip
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert published_ports(stack, services) == ports
+        wait_until(sandbox, reachable(ports), f"{services} on {ports}", timeout=30)

@@ -38,6 +38,7 @@ from pytest_report import outcomes, reporting_to
 from python_root import in_project
 from readme import (
     answered,
+    block_starting,
     block_with,
     commands,
     dotenv,
@@ -50,6 +51,8 @@ from sandbox import Sandbox
 PACKAGE = IDENTITY["package_name"]
 # The port of compose's "127.0.0.1:${DB_HOST_PORT:-5432}:5432": the default of the host side.
 PUBLISHED = re.compile(r"^127\.0\.0\.1:(?:\$\{\w+:-)?(\d+)\}?:\d+$")
+# A word of the README's lines for the user's own backing services that the user fills in.
+PLACEHOLDER = re.compile(r"\b[A-Z]+\b")
 # honcho gives processes 5 s after Ctrl-C; the rest is its own start and stop.
 CTRL_C_BOUND = 10
 
@@ -75,7 +78,7 @@ def compose_services(project: Path, sandbox: Sandbox) -> dict[str, int]:
     blocks = shell_blocks(project / "README.md")["Run it"]
     backing = [name for name in ("db", "redis") if name in services]
     if backing:
-        up = block_with(blocks, "docker compose up")
+        up = block_starting(blocks, "docker compose up")
         assert up.split() == ["docker", "compose", "up", "-d", *backing]
     ports = {name: published_port(services[name]) for name in backing}
     sandbox.start_compose_services(ports.get("db", 5432), ports.get("redis", 6379))
@@ -231,6 +234,47 @@ def test_admin_block_runs_with_the_env_file(
     result = run_in_sandbox(sandbox, setup_lines(project) + "\n" + admin[0], project, os.environ)
     assert "configuration: ok" in result.stdout
     assert "unavailable" not in result.stdout
+
+
+@pytest.mark.pairwise
+@pytest.mark.combinations(where=lambda c: c["database"] != "none" or c["worker"] != "none")
+def test_own_services_lines_in_env_take_the_users_database_and_redis(
+    project: Path, sandbox: Sandbox, compose_services
+) -> None:
+    """The README's lines for a PostgreSQL and Redis the user already runs, its placeholders
+    filled in, set in `.env` where it says: the setup and `admin check` then reach them. The
+    user's database is another than compose's, which is gone: only the line can name it."""
+    blocks = shell_blocks(project / "README.md")
+    own = block_with(blocks["Run it"], "HOST:")
+    user, password, database = "own_user", "own-secret", "own_database"
+    if sandbox.postgres is not None and "DATABASE_URL" in own:
+        sandbox.call(make_own_database, sandbox.postgres.url(), user, password, database)
+    values = {"USER": user, "PASSWORD": password, "HOST": "localhost", "DATABASE": database}
+    # The placeholders are the values' upper-case words (the names left of "=" stay).
+    filled = "\n".join(
+        name + "=" + PLACEHOLDER.sub(lambda word: values[word[0]], value)
+        for name, value in (line.split("=", 1) for line in commands(own))
+    )
+    setup = setup_lines(project).splitlines()
+    made = next(i for i, line in enumerate(setup) if line.startswith("cp .env.example .env"))
+    setup.insert(made + 1, f"cat >> .env <<'END'\n{filled.strip()}\nEND")
+    check = block_with(blocks["Admin commands"], "admin check")
+    result = run_in_sandbox(sandbox, "\n".join(setup) + "\n" + check, project, os.environ)
+    assert "configuration: ok" in result.stdout and "unavailable" not in result.stdout, (
+        result.stdout
+    )
+
+
+def make_own_database(server: str, user: str, password: str, database: str) -> None:
+    """A role and database of the user's own on the server, and compose's database gone."""
+    with psycopg.connect(server, autocommit=True) as connection:
+        # An earlier test's is gone with its database (reset_compose_services drops them all).
+        connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+        connection.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(user), sql.Literal(password)))  # fmt: skip
+        connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(database), sql.Identifier(user)))  # fmt: skip
+        connection.execute("DROP DATABASE app WITH (FORCE)")
 
 
 # A column added to the example model, for Django's `makemigrations` to write a migration of.
