@@ -62,7 +62,16 @@ def start_backing_services(sandbox: Sandbox, postgres: dict | None) -> None:
             sandbox.call(client.flushall)
 
 
-def github_runner_env(project: Path, job: dict, env_file: Path) -> dict[str, str]:
+class OnHost:
+    """Runs as Sandbox.run does, on the host's network: for jobs that reach the package index."""
+
+    def run(self, command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, capture_output=True, text=True, **kwargs)  # type: ignore
+
+
+def github_runner_env(
+    project: Path, job: dict, env_file: Path, output_file: Path
+) -> dict[str, str]:
     """What a step sees on GitHub's runner: the machine's environment, the variables the runner
     sets that these steps may read, and the job's `env:`."""
     return {
@@ -71,24 +80,36 @@ def github_runner_env(project: Path, job: dict, env_file: Path) -> dict[str, str
         "GITHUB_ACTIONS": "true",
         "GITHUB_WORKSPACE": str(project),
         "GITHUB_ENV": str(env_file),
+        "GITHUB_OUTPUT": str(output_file),
         "RUNNER_OS": "Linux",
         **{name: str(value) for name, value in job.get("env", {}).items()},
     }
 
 
 def run_github_job_steps(
-    sandbox: Sandbox, project: Path, job: dict, extra_env: dict[str, str] | None = None
+    sandbox: Sandbox | OnHost,
+    project: Path,
+    job: dict,
+    extra_env: dict[str, str] | None = None,
+    through: str | None = None,
 ) -> list[tuple[str, subprocess.CompletedProcess[str]]]:
     """Each `run:` step of the job in order, as `bash -e` in the checkout, as the runner runs a
-    step with no `shell:`; stops at the first that fails. `uses:` steps are not run: checkout
-    is the project itself, and setup-uv's uv is the one on PATH. `extra_env`: the test's own
-    variables on top of the runner's and the job's (a report pytest writes, say)."""
+    step with no `shell:`; stops at the first that fails, or after the step named `through`.
+    `uses:` steps are not run: checkout is the project itself, and setup-uv's uv is the one on
+    PATH. `extra_env`: the test's own variables on top of the runner's and the job's (a report
+    pytest writes, say)."""
     results = []
-    with tempfile.NamedTemporaryFile("w", suffix=".env") as env_file:
-        env = {**github_runner_env(project, job, Path(env_file.name)), **(extra_env or {})}
+    with (
+        tempfile.NamedTemporaryFile("w", suffix=".env") as env_file,
+        tempfile.NamedTemporaryFile("w", suffix=".output") as output_file,
+    ):
+        runner = github_runner_env(project, job, Path(env_file.name), Path(output_file.name))
+        env = {**runner, **(extra_env or {})}
         for step in job["steps"]:
             if "run" not in step:
                 continue
+            if results and results[-1][0].startswith(f"{through} ("):
+                break
             started = time.monotonic()
             result = sandbox.run(
                 in_project(["bash", "-e", "-c", step["run"]], project),
@@ -120,7 +141,14 @@ def gitlab_service_aliases(job: dict) -> list[str]:
 
 
 # What a render with another CI answer may differ in; everything else is the same code.
-CI_FILES = {".gitlab-ci.yml", ".github/workflows/ci.yml", "README.md", ".copier-answers.yml"}
+CI_FILES = {
+    ".gitlab-ci.yml",
+    ".github/workflows/ci.yml",
+    ".github/workflows/template-update.yml",
+    "renovate.json",
+    "README.md",
+    ".copier-answers.yml",
+}
 
 
 def differences_beyond_ci(project: Path, other_render: Path) -> list[str]:

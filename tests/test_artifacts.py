@@ -32,7 +32,7 @@ PROMISES = {
     ],
     ("database", "postgresql"): [f"{PACKAGE}/models.py", f"{PACKAGE}/migrations"],
     ("worker", "celery"): [f"{PACKAGE}/jobs.py", f"{PACKAGE}/worker.py"],
-    ("ci", "github"): [".github/workflows/ci.yml"],
+    ("ci", "github"): [".github/workflows/ci.yml", ".github/workflows/template-update.yml"],
     ("ci", "gitlab"): [".gitlab-ci.yml"],
     ("deploy", "kubernetes"): [
         "deploy/kubernetes/base/kustomization.yaml",

@@ -152,8 +152,13 @@ def test_github_image_job_builds_once_and_pushes_to_ghcr_only_from_main(rendered
     """The one job that may write: packages, for this repository's image. Its steps need
     Docker and a registry, none of which is here, so they are read."""
     workflow = github_workflow(rendered)
-    # YAML 1.1 reads the key `on` as True.
-    assert workflow[True] == {"push": {"branches": ["main"]}, "pull_request": None}
+    # YAML 1.1 reads the key `on` as True. By hand too, as the template-update workflow starts
+    # it: a dispatch is no push, so its image is built and never published.
+    assert workflow[True] == {
+        "push": {"branches": ["main"]},
+        "pull_request": None,
+        "workflow_dispatch": None,
+    }
     assert workflow["permissions"] == {"contents": "read"}
     jobs = workflow["jobs"]
     writers = {name for name, job in jobs.items() if "packages" in job.get("permissions", {})}
@@ -283,7 +288,8 @@ def test_gitlab_build_job_builds_once_and_pushes_to_the_registry_only_from_the_d
 def test_renovate_config_matches_its_schema_and_updates_lock_actions_and_digests(
     render,
 ) -> None:
-    """renovate.json is the same file in every combination (it is not a template)."""
+    """renovate.json varies with the CI answer alone: on GitHub, template updates are the
+    template-update workflow's, not Renovate's copier manager's."""
     rendered = render(defaults())
     assert_succeeds(
         ["check-jsonschema", "--builtin-schema", "vendor.renovate", "renovate.json"], rendered
@@ -295,6 +301,8 @@ def test_renovate_config_matches_its_schema_and_updates_lock_actions_and_digests
     assert config["lockFileMaintenance"]["enabled"] is True  # uv lock --upgrade, weekly
     (python_rule,) = config["packageRules"]
     assert python_rule["matchPackageNames"] == ["python"] and python_rule["enabled"] is False
+    assert config["copier"]["enabled"] is False, "two pull requests for each template release"
+    assert (rendered / ".github/workflows/template-update.yml").is_file()
 
 
 @pytest.mark.parametrize("python_version", choice_questions()["python_version"])

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds, rendered_files
 from matrix import choice_questions, defaults, load_copier_yml
+from pipelines import OnHost, run_github_job_steps
 from readme import commands, shell_blocks
 
 OLD_TAG, OLD_COMMIT = "v0.2.0", "d2af6324b930f5f9ef6b77ff568d4586cf7a6e97"
@@ -402,6 +403,42 @@ def test_the_users_added_dependencies_never_conflict_with_a_later_versions(
     assert {"orjson", "freezegun", "pytest-timeout"} <= locked_packages(
         (project / "uv.lock").read_bytes()
     )
+
+
+def test_the_template_update_workflow_pushes_the_update_and_its_lock_to_a_branch(
+    future_template: Path, tmp_path: Path
+) -> None:
+    """The rendered GitHub workflow's steps, run in order up to the push, against a bare
+    repository standing in for GitHub's: a later version of the template is on the branch
+    template-update, answers, files and uv.lock, and main is as it was. Opening the pull
+    request and starting CI on it (`gh`) need GitHub itself, and are not run here."""
+    project = render(future_template, tmp_path / "project", {"ci": "github"}, ref=NEW_TAG)
+    origin = tmp_path / "origin.git"
+    assert_succeeds(["git", "init", "--quiet", "--bare", str(origin)], tmp_path)
+    git(project, "remote", "add", "origin", str(origin))
+    git(project, "push", "--quiet", "origin", "HEAD:main")
+    main = git(origin, "rev-parse", "main")
+    path = ".github/workflows/template-update.yml"
+    assert_succeeds(["check-jsonschema", "--builtin-schema", "vendor.github-workflows", path],
+                    project)  # fmt: skip
+    workflow = yaml.safe_load((project / path).read_text())
+    job = workflow["jobs"]["update"]
+    pushing = "Update from the template, on the branch template-update"
+    results = run_github_job_steps(OnHost(), project, job, through=pushing)
+    report = "\n".join(f"--- {name}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+                       for name, r in results)  # fmt: skip
+    assert [name.rsplit(" (", 1)[0] for name, _ in results] == [pushing], report
+    assert all(r.returncode == 0 for _, r in results), report
+
+    assert git(origin, "rev-parse", "main") == main, "main moved"
+    pushed = tmp_path / "pushed"
+    git(tmp_path, "clone", "--quiet", "--branch", "template-update", str(origin), str(pushed))
+    assert recorded_answers(pushed)["_commit"] == FUTURE_TAG
+    assert conflict_markers(pushed) == []
+    for added in FUTURE_ADDITIONS.values():
+        assert added.strip('",') in (pushed / "pyproject.toml").read_text(), added
+    assert {"tenacity", "pytest-timeout"} <= locked_packages((pushed / "uv.lock").read_bytes())
+    assert_succeeds(["uv", "lock", "--check", "--offline"], pushed)
 
 
 @pytest.mark.once  # an update path: every framework in the full tier
