@@ -14,27 +14,22 @@ import asyncio
 import ipaddress
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from .asgi import PROBE_PATHS, ASGIApp, Message, Receive, Scope, Send
 from .failures import answer_for, error_body, log_failure
 from .health import bounded_readiness, liveness
 from .request_id import HEADER, choose_request_id
+from .request_span import name_request_span
 from .settings import HSTS_SECONDS
-from .tracing import name_request_span
 
 if TYPE_CHECKING:
     from .metrics import RequestMetrics
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ID_HEADER = HEADER.lower().encode()
 # Sent on answers to https requests with TLS_IN_FRONT. Subdomains and preload lists are the
@@ -42,13 +37,8 @@ ID_HEADER = HEADER.lower().encode()
 HSTS = (b"strict-transport-security", f"max-age={HSTS_SECONDS}".encode())
 # A readiness probe not answered by then counts as failed, so /readyz answers within 2 s.
 PROBE_SECONDS = 1.5
-# The probes' paths, answered here ahead of the app (/metrics only with METRICS on).
-PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
 # The route of a request answered before it reached one: an unknown path, a body too large.
 UNROUTED = "(unrouted)"
-# Any other method (a server may pass on any token) is counted and named as one: the metrics'
-# labels and the spans' names stay few.
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 log = structlog.get_logger(__name__)
 

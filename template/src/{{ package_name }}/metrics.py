@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from .edge import METHODS
+from .asgi import METHODS
 from .metrics_directory import VARIABLE
 
 REQUESTS = Counter(

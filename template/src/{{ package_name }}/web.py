@@ -15,14 +15,15 @@ import uvicorn
 from . import metrics_directory
 from .error_reports import start_error_reports
 from .logging import configure_logging
+from .request_tracing import trace_requests
 from .settings import load_settings
 from .started import freeze_startup_objects
-from .tracing import start_tracing, trace_requests
+from .tracing import start_tracing
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, WrappedLogger
 
-    from .edge import ASGIApp
+    from .asgi import ASGIApp
 
 
 def access_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
