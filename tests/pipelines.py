@@ -145,7 +145,6 @@ CI_FILES = {
     ".gitlab-ci.yml",
     ".github/workflows/ci.yml",
     ".github/workflows/template-update.yml",
-    "renovate.json",
     "README.md",
     ".copier-answers.yml",
 }

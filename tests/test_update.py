@@ -22,6 +22,7 @@ import yaml
 from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds, rendered_files
 from matrix import choice_questions, defaults, load_copier_yml
 from pipelines import OnHost, run_github_job_steps
+from python_root import in_project
 from readme import commands, shell_blocks
 
 OLD_TAG, OLD_COMMIT = "v0.2.0", "d2af6324b930f5f9ef6b77ff568d4586cf7a6e97"
@@ -414,10 +415,7 @@ def test_the_template_update_workflow_pushes_the_update_and_its_lock_to_a_branch
     request and starting CI on it (`gh`) need GitHub itself, and are not run here."""
     project = render(future_template, tmp_path / "project", {"ci": "github"}, ref=NEW_TAG)
     origin = tmp_path / "origin.git"
-    assert_succeeds(["git", "init", "--quiet", "--bare", str(origin)], tmp_path)
-    git(project, "remote", "add", "origin", str(origin))
-    git(project, "push", "--quiet", "origin", "HEAD:main")
-    main = git(origin, "rev-parse", "main")
+    main = bare_origin(project, origin)
     path = ".github/workflows/template-update.yml"
     assert_succeeds(["check-jsonschema", "--builtin-schema", "vendor.github-workflows", path],
                     project)  # fmt: skip
@@ -430,15 +428,77 @@ def test_the_template_update_workflow_pushes_the_update_and_its_lock_to_a_branch
     assert [name.rsplit(" (", 1)[0] for name, _ in results] == [pushing], report
     assert all(r.returncode == 0 for _, r in results), report
 
+    assert_the_update_was_pushed(origin, main, tmp_path / "pushed")
+
+
+def bare_origin(project: Path, origin: Path) -> str:
+    """A bare repository standing in for the forge's, the project's main pushed to it; main's
+    commit there. It takes push options, as GitLab's does, and a hook records them."""
+    assert_succeeds(["git", "init", "--quiet", "--bare", str(origin)], origin.parent)
+    git(origin, "config", "receive.advertisePushOptions", "true")
+    hook = origin / "hooks" / "pre-receive"
+    # It runs in the repository's folder, with each option in GIT_PUSH_OPTION_<n>.
+    hook.write_text(
+        "#!/bin/sh\nenv | grep '^GIT_PUSH_OPTION_[0-9]' | cut -d= -f2- >> push-options\n"
+    )
+    hook.chmod(0o755)
+    git(project, "remote", "add", "origin", str(origin))
+    git(project, "push", "--quiet", "origin", "HEAD:main")
+    return git(origin, "rev-parse", "main")
+
+
+def assert_the_update_was_pushed(origin: Path, main: str, clone: Path) -> None:
+    """The branch template-update holds the later version, its additions locked; main is as
+    it was."""
     assert git(origin, "rev-parse", "main") == main, "main moved"
-    pushed = tmp_path / "pushed"
-    git(tmp_path, "clone", "--quiet", "--branch", "template-update", str(origin), str(pushed))
-    assert recorded_answers(pushed)["_commit"] == FUTURE_TAG
-    assert conflict_markers(pushed) == []
+    git(origin.parent, "clone", "--quiet", "--branch", "template-update", str(origin), str(clone))
+    assert recorded_answers(clone)["_commit"] == FUTURE_TAG
+    assert conflict_markers(clone) == []
     for added in FUTURE_ADDITIONS.values():
-        assert added.strip('",') in (pushed / "pyproject.toml").read_text(), added
-    assert {"tenacity", "pytest-timeout"} <= locked_packages((pushed / "uv.lock").read_bytes())
-    assert_succeeds(["uv", "lock", "--check", "--offline"], pushed)
+        assert added.strip('",') in (clone / "pyproject.toml").read_text(), added
+    assert {"tenacity", "pytest-timeout"} <= locked_packages((clone / "uv.lock").read_bytes())
+    assert_succeeds(["uv", "lock", "--check", "--offline"], clone)
+
+
+def test_the_gitlab_template_update_job_pushes_the_update_and_its_lock_with_a_merge_request(
+    future_template: Path, tmp_path: Path
+) -> None:
+    """The rendered pipeline's template-update job, its script run as written with the
+    variables GitLab gives a scheduled pipeline, its push going (by git's `insteadOf`) to a
+    bare repository that records the push options GitLab reads to open the merge request.
+    The job runs on that schedule alone, and the other jobs do not."""
+    answers = {"ci": "gitlab", "repository": "acme/orders"}
+    project = render(future_template, tmp_path / "project", answers, ref=NEW_TAG)
+    origin = tmp_path / "origin.git"
+    main = bare_origin(project, origin)
+    pipeline = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+    job = pipeline["template-update"]
+    assert job["rules"] == [
+        {"if": '$CI_PIPELINE_SOURCE == "schedule" && $TEMPLATE_UPDATE == "true"'}
+    ]
+    for other in ("test", "build-image"):
+        assert pipeline[other]["rules"][0] == {"if": '$TEMPLATE_UPDATE == "true"', "when": "never"}
+    host, token = "gitlab.example.com", "glpat-not-a-real-one"
+    forge = f"https://template-update:{token}@{host}/acme/orders.git"
+    variables = {
+        "CI": "true", "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "schedule",
+        "TEMPLATE_UPDATE": "true", "TEMPLATE_UPDATE_TOKEN": token, "CI_SERVER_HOST": host,
+        "CI_PROJECT_PATH": "acme/orders", "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main",
+        "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{origin}.insteadOf",
+        "GIT_CONFIG_VALUE_0": forge,
+    }  # fmt: skip
+    git(project, "checkout", "--quiet", "--detach")  # as the runner checks a commit out
+    for line in job["script"]:
+        # On the project's Python: in the root where only the root has it (python_root.py).
+        command = in_project(["bash", "-e", "-c", line], project)
+        ran = subprocess.run(command, cwd=project, capture_output=True, text=True,
+                             env={**os.environ, **variables}, timeout=600)  # fmt: skip
+        assert ran.returncode == 0, f"{line}\n{ran.stdout}\n{ran.stderr}"
+
+    assert_the_update_was_pushed(origin, main, tmp_path / "pushed")
+    options = (origin / "push-options").read_text().splitlines()
+    assert "merge_request.create" in options and "merge_request.target=main" in options, options
+    assert f"merge_request.title=Update from the template to {FUTURE_TAG}" in options, options
 
 
 @pytest.mark.once  # an update path: every framework in the full tier
