@@ -111,9 +111,11 @@ def run_github_job_steps(
             if results and results[-1][0].startswith(f"{through} ("):
                 break
             started = time.monotonic()
+            # The step's own `env:`, but the test's values win (a token it stands in for).
+            step_env = {name: str(value) for name, value in step.get("env", {}).items()}
             result = sandbox.run(
                 in_project(["bash", "-e", "-c", step["run"]], project),
-                cwd=project, env=env, timeout=600,
+                cwd=project, env={**env, **step_env, **(extra_env or {})}, timeout=600,
             )  # fmt: skip
             name = f"{step.get('name', step['run'])} ({time.monotonic() - started:.1f} s)"
             results.append((name, result))

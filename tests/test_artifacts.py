@@ -141,11 +141,11 @@ def test_every_variable_named_is_one_the_settings_read(every_combination, render
 
 
 @pytest.mark.combinations(ci="github")
-def test_github_workflow_passes_actionlint_and_zizmor(rendered: Path) -> None:
+def test_github_workflows_pass_actionlint_and_zizmor(rendered: Path) -> None:
     # actionlint runs shellcheck on every `run:` block, shellcheck being on PATH.
-    assert_succeeds(
-        ["actionlint", "-shellcheck", "shellcheck", ".github/workflows/ci.yml"], rendered
-    )
+    workflows = sorted(str(p.relative_to(rendered)) for p in rendered.glob(".github/workflows/*"))
+    assert workflows == [".github/workflows/ci.yml", ".github/workflows/template-update.yml"]
+    assert_succeeds(["actionlint", "-shellcheck", "shellcheck", *workflows], rendered)
     assert_succeeds(["zizmor", "--offline", "--min-severity", "low", ".github/workflows"], rendered)
 
 

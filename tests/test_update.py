@@ -17,6 +17,7 @@ import tarfile
 import tomllib
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds, rendered_files
@@ -421,11 +422,24 @@ def test_the_template_update_workflow_pushes_the_update_and_its_lock_to_a_branch
                     project)  # fmt: skip
     workflow = yaml.safe_load((project / path).read_text())
     job = workflow["jobs"]["update"]
-    pushing = "Update from the template, on the branch template-update"
-    results = run_github_job_steps(OnHost(), project, job, through=pushing)
+    # GitHub's address for the repository, sent (by git's `insteadOf`) to the bare one.
+    token, server, repository = "ghs-not-a-real-one", "https://github.com", "acme/orders"
+    github = {
+        "GH_TOKEN": token, "GITHUB_SERVER_URL": server, "GITHUB_REPOSITORY": repository,
+        "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{origin}.insteadOf",
+        "GIT_CONFIG_VALUE_0": f"https://x-access-token:{token}@github.com/{repository}.git",
+    }  # fmt: skip
+    steps = ["Update from the template, on the branch template-update", "Push the branch"]
+    results = run_github_job_steps(OnHost(), project, job, github, through=steps[-1])
     report = "\n".join(f"--- {name}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
                        for name, r in results)  # fmt: skip
-    assert [name.rsplit(" (", 1)[0] for name, _ in results] == [pushing], report
+    assert [name.rsplit(" (", 1)[0] for name, _ in results] == steps, report
+    # The token only in the step that pushes (the template's code runs in the one before).
+    assert [step.get("env", {}).get("GH_TOKEN") for step in job["steps"] if "run" in step] == [
+        None,
+        "${{ github.token }}",
+        "${{ github.token }}",
+    ]
     assert all(r.returncode == 0 for _, r in results), report
 
     assert_the_update_was_pushed(origin, main, tmp_path / "pushed")
@@ -584,6 +598,38 @@ def test_changing_an_answer_by_update_gives_a_fresh_copys_files(
     assert_succeeds(["uv", "lock", "--check", "--offline"], project)
     differing = [name for name in fresh_files if updated_files[name] != fresh_files[name]]
     assert differing == []
+
+
+def test_a_switch_to_django_moves_the_notes_alembic_made_into_djangos_table(
+    template_repo: Path, tmp_path: Path, postgres
+) -> None:
+    """FastAPI with PostgreSQL, its notes table made by its Alembic migrations and two notes in
+    it, moved to Django by `copier update --data web_framework=django`: the release's migrate,
+    now Django's, makes Django's table with the notes in it, ids kept; the next note follows
+    them, and Alembic's table and its bookkeeping are gone."""
+    answers = {"web_framework": "fastapi", "database": "postgresql", "python_version": "3.13"}
+    project = render(template_repo, tmp_path / "project", answers)
+    url = postgres.create_database("switch_to_django")
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "s" * 50, "ALLOWED_HOSTS": "localhost"}
+    migrate = ["uv", "run", "python", "-m", f"{PACKAGE}.admin", "migrate"]
+    assert_succeeds(migrate, project, env=env)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("INSERT INTO notes (text) VALUES ('first'), ('second')")
+
+    updated = [*COPIER_VERSIONS["newest-copier"], "update", "--defaults"]
+    assert_succeeds([*updated, "--data", "web_framework=django"], project)
+    assert_succeeds(["uv", "lock", "--quiet"], project)
+    assert_succeeds(migrate, project, env=env)
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        notes = connection.execute("SELECT id, text FROM notes ORDER BY id").fetchall()
+        assert notes == [(1, "first"), (2, "second")]
+        (next_id,) = connection.execute("INSERT INTO notes (text) VALUES ('third') RETURNING id")
+        assert next_id == (3,)
+        left = connection.execute(
+            "SELECT to_regclass('notes_before_django'), to_regclass('alembic_version')"
+        ).fetchone()
+        assert left == (None, None)
 
 
 def test_the_dependency_migration_knows_every_dependency_the_template_lists() -> None:
