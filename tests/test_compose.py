@@ -400,6 +400,30 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
                     ) from None
 
 
+def published_ports(stack: ComposeProject, services: list[str]) -> dict[str, int]:
+    """The host port each service's container publishes."""
+    return {
+        name: int(binding["HostPort"])
+        for name in services
+        for bindings in stack.container(name)["NetworkSettings"]["Ports"].values()
+        for binding in bindings or []
+    }
+
+
+def reachable(ports: dict[str, int]) -> Callable[[], bool]:
+    """Whether each port takes a connection on 127.0.0.1, where the README's URLs point."""
+
+    def check() -> bool:
+        try:
+            for port in ports.values():
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    return check
+
+
 @pytest.mark.parametrize("answers", BACKED)
 def test_readme_compose_line_starts_the_backing_services_the_host_service_reaches(
     answers: dict[str, str], image_project: Path, compose_engine: ComposeEngine
@@ -424,25 +448,11 @@ def test_readme_compose_line_starts_the_backing_services_the_host_service_reache
             states = [stack.container(name)["State"].get("Health", {}) for name in services]
             return all(state.get("Status") == "healthy" for state in states)
 
-        def reachable() -> bool:
-            """Each service's published port takes a connection on the host, as the README's
-            next lines need."""
-            published = [
-                int(binding["HostPort"])
-                for name in services
-                for bindings in stack.container(name)["NetworkSettings"]["Ports"].values()
-                for binding in bindings or []
-            ]
-            try:
-                for port in published:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except OSError:
-                return False
-            return bool(published)
-
         took = wait_until(sandbox, healthy, f"{services} healthy", timeout=60)
         # Once, a healthy PostgreSQL refused the host's connections to its published port.
-        reached = wait_until(sandbox, reachable, f"{services} reachable on the host", timeout=30)
+        ports = published_ports(stack, services)
+        assert set(ports) == set(services), ports
+        reached = wait_until(sandbox, reachable(ports), f"{ports} on the host", timeout=30)
         print(
             f"{stack.name}: {services} healthy {took:.1f} s after `up`, reached {reached:.1f} s on"
         )
@@ -469,30 +479,6 @@ def test_readme_compose_line_starts_the_backing_services_the_host_service_reache
         assert found.passed and not found.skipped and not found.failed, f"{found}\n{tested}"
 
 
-def published_ports(stack: ComposeProject, services: list[str]) -> dict[str, int]:
-    """The host port each service's container publishes."""
-    return {
-        name: int(binding["HostPort"])
-        for name in services
-        for bindings in stack.container(name)["NetworkSettings"]["Ports"].values()
-        for binding in bindings or []
-    }
-
-
-def reachable(ports: dict[str, int]) -> Callable[[], bool]:
-    """Whether each port takes a connection on 127.0.0.1, where the README's URLs point."""
-
-    def check() -> bool:
-        try:
-            for port in ports.values():
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    return check
-
-
 @pytest.mark.parametrize("answers", BACKED)
 def test_readme_podman_and_moved_ports_lines_publish_the_backing_services_where_they_say(
     answers: dict[str, str], render, podman_compose_engine: ComposeEngine
@@ -508,9 +494,10 @@ def test_readme_podman_and_moved_ports_lines_publish_the_backing_services_where_
     (moved,) = [block for block in run_it if "_HOST_PORT=" in block]
     services = with_podman.split()[4:]
     compose = yaml.safe_load((project / "compose.yaml").read_text())["services"]
-    # "127.0.0.1:${DB_HOST_PORT:-5432}:5432": the host port without the variable.
-    defaults = {name: int(re.search(r"\$\{\w+:-(\d+)\}", compose[name]["ports"][0])[1])
-                for name in services}  # fmt: skip
+    # "127.0.0.1:${DB_HOST_PORT:-5432}:5432": the variable that moves the port, and its default.
+    published = {name: re.search(r"\$\{(\w+):-(\d+)\}", compose[name]["ports"][0]).groups()
+                 for name in services}  # fmt: skip
+    defaults = {name: int(port) for name, (_, port) in published.items()}
     # The sandbox reaches no package index: podman-compose is fetched outside it, once.
     fetched = subprocess.run(["uvx", "podman-compose", "--version"], env=compose_engine.engine.env,
                              capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -526,8 +513,7 @@ def test_readme_podman_and_moved_ports_lines_publish_the_backing_services_where_
         name: int(value)
         for name, value in (word.split("=") for word in moved.split() if "=" in word)
     }
-    variables = {"db": "DB_HOST_PORT", "redis": "REDIS_HOST_PORT"}
-    ports = {name: wanted[variables[name]] for name in services}
+    ports = {name: wanted[variable] for name, (variable, _) in published.items()}
     assert set(ports.values()).isdisjoint(defaults.values()), moved
     with compose_project(compose_engine, project, project_name(answers, "moved"), {}) as stack:
         started = sandbox.run(["bash", "-e", "-c", moved], cwd=project, env=stack.env,

@@ -248,7 +248,9 @@ def test_own_services_lines_in_env_take_the_users_database_and_redis(
     own = block_with(blocks["Run it"], "HOST:")
     user, password, database = "own_user", "own-secret", "own_database"
     if sandbox.postgres is not None and "DATABASE_URL" in own:
-        sandbox.call(make_own_database, sandbox.postgres.url(), user, password, database)
+        services = yaml.safe_load((project / "compose.yaml").read_text())["services"]
+        composes = services["db"]["environment"]["POSTGRES_DB"]
+        sandbox.call(make_own_database, sandbox.postgres.url(), user, password, database, composes)
     values = {"USER": user, "PASSWORD": password, "HOST": "localhost", "DATABASE": database}
     # The placeholders are the values' upper-case words (the names left of "=" stay).
     filled = "\n".join(
@@ -265,7 +267,7 @@ def test_own_services_lines_in_env_take_the_users_database_and_redis(
     )
 
 
-def make_own_database(server: str, user: str, password: str, database: str) -> None:
+def make_own_database(server: str, user: str, password: str, database: str, composes: str) -> None:
     """A role and database of the user's own on the server, and compose's database gone."""
     with psycopg.connect(server, autocommit=True) as connection:
         # An earlier test's is gone with its database (reset_compose_services drops them all).
@@ -274,7 +276,9 @@ def make_own_database(server: str, user: str, password: str, database: str) -> N
             sql.Identifier(user), sql.Literal(password)))  # fmt: skip
         connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
             sql.Identifier(database), sql.Identifier(user)))  # fmt: skip
-        connection.execute("DROP DATABASE app WITH (FORCE)")
+        connection.execute(
+            sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(composes))
+        )
 
 
 # A column added to the example model, for Django's `makemigrations` to write a migration of.

@@ -427,7 +427,7 @@ def test_the_template_update_workflow_pushes_the_update_and_its_lock_to_a_branch
     github = {
         "GH_TOKEN": token, "GITHUB_SERVER_URL": server, "GITHUB_REPOSITORY": repository,
         "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{origin}.insteadOf",
-        "GIT_CONFIG_VALUE_0": f"https://x-access-token:{token}@github.com/{repository}.git",
+        "GIT_CONFIG_VALUE_0": f"https://x-access-token:{token}@{server.removeprefix('https://')}/{repository}.git",
     }  # fmt: skip
     steps = ["Update from the template, on the branch template-update", "Push the branch"]
     results = run_github_job_steps(OnHost(), project, job, github, through=steps[-1])
