@@ -116,7 +116,7 @@ def run_github_job_steps(
             )  # fmt: skip
             name = f"{step.get('name', step['run'])} ({time.monotonic() - started:.1f} s)"
             results.append((name, result))
-            if result.returncode != 0 or step.get("name") == through:
+            if result.returncode != 0 or (through is not None and step.get("name") == through):
                 break
     return results
 
