@@ -61,10 +61,10 @@ def work_in_hand_clone(destination: Path) -> Path:
 
 def test_changelog_names_each_versions_commit_where_that_version_is_the_top_section() -> None:
     versions = [version for version, _, _ in RELEASES]
-    assert versions[:2] == ["0.8.0", "0.7.0"] and versions[-1] == "0.1.0", versions
+    assert versions[:2] == ["0.9.0", "0.8.0"] and versions[-1] == "0.1.0", versions
     top, *older = RELEASES
     # The top release names its commit once it has landed (none while it is being made).
-    heading = r"## 0\.8\.0 \(\d{4}-\d{2}-\d{2}(, commit [0-9a-f]{40})?\)\n"
+    heading = r"## 0\.9\.0 \(\d{4}-\d{2}-\d{2}(, commit [0-9a-f]{40})?\)\n"
     assert re.match(heading, top[2]), "the newest release's heading"
     assert all(commit for _, commit, _ in older), "only the top release may name no commit"
     named = [release for release in RELEASES if release[1]]

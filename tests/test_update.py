@@ -1,7 +1,7 @@
 """`copier update`: from an older version to the work in hand, keeping the user's edits.
 
 Versions are tags of a throwaway template repository: v0.2.0, v0.5.0 and v0.7.0 are old commits
-of this one (CHANGELOG.md names them), v0.8.0 the template as it is on disk; v0.9.0, in a copy
+of this one (CHANGELOG.md names them), v0.9.0 the template as it is on disk; v0.10.0, in a copy
 of it, is a later version that adds to the template's dependencies. Projects are made the way the
 README of each version says: up to 0.2.0 with `--trust` (those versions ran a task that locked
 the project), since 0.3.0 with the plain command, then `git init` and `uv lock`.
@@ -29,10 +29,10 @@ from readme import commands, shell_blocks
 OLD_TAG, OLD_COMMIT = "v0.2.0", "d2af6324b930f5f9ef6b77ff568d4586cf7a6e97"
 # The last version to offer Python 3.11.
 PREVIOUS_TAG, PREVIOUS_COMMIT = "v0.5.0", "54efb260ba24a8c03751977a4247dd04aee92e86"
-# The last release, whose dependency lists were in name order (hooks/own_dependencies.py).
+# The last release whose dependency lists were in name order (hooks/own_dependencies.py).
 LAST_TAG, LAST_COMMIT = "v0.7.0", "1327293d23fb4a13d60891465732eeb99493ed09"
-NEW_TAG = "v0.8.0"
-FUTURE_TAG = "v0.9.0"
+NEW_TAG = "v0.9.0"
+FUTURE_TAG = "v0.10.0"
 # CHANGELOG 0.3.0: a project from a version with the task is updated once with these, so that
 # neither version's task runs (the old one's uv.lock would count as a file the template dropped).
 FROM_A_VERSION_WITH_TASKS = ("--trust", "--skip-tasks")
