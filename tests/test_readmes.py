@@ -17,6 +17,7 @@ import secrets
 import shutil
 import subprocess
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -413,17 +414,25 @@ def leave_a_stray_notes_table(server: str, database: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test run's mypy cache so far, shared by its test processes (mypy keeps one per
-    Python inside it); read and written under `machine_lock`."""
+def mypy_caches(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test run's mypy caches so far, shared by its test processes (mypy keeps one per
+    Python inside each); read and written under `machine_lock`."""
     base = tmp_path_factory.getbasetemp()
     # pytest-xdist gives each test process a folder of its own in the run's.
-    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "mypy-cache"
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "mypy-caches"
+
+
+def mypy_cache_for(project: Path, caches: Path) -> Path:
+    """The shared cache for the project's mypy plugins: mypy drops a cache made with other
+    plugins whole (Django's projects have one more), so one shared by all would be cold for a
+    Django project after any other, and for any other after Django's."""
+    mypy = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["mypy"]
+    return caches / ("+".join(sorted(mypy.get("plugins", []))) or "none") / ".mypy_cache"
 
 
 @pytest.mark.everywhere
 def test_test_and_lint_block_passes_with_nothing_skipped(
-    project: Path, sandbox: Sandbox, compose_services, mypy_cache: Path, tmp_path: Path
+    project: Path, sandbox: Sandbox, compose_services, mypy_caches: Path, tmp_path: Path
 ) -> None:
     """The block as written, with the mypy cache a developer has after checking another
     project: mypy re-checks each file whose hash differs, and takes the rest (the libraries'
@@ -437,14 +446,15 @@ def test_test_and_lint_block_passes_with_nothing_skipped(
         assert database[1] == f"{IDENTITY['package_name']}_test", block
         assert sandbox.postgres is not None
         sandbox.call(leave_a_stray_notes_table, sandbox.postgres.url(), database[1])
-    with machine_lock(mypy_cache.with_suffix(".lock")):
+    mypy_cache = mypy_cache_for(project, mypy_caches)
+    with machine_lock(mypy_cache.parent / "lock"):
         if mypy_cache.is_dir():
             shutil.copytree(mypy_cache, project / ".mypy_cache", dirs_exist_ok=True)
     report = tmp_path / "pytest.xml"
     result = run_in_sandbox(sandbox, block, project, reporting_to(report, dict(os.environ)))
     tests = outcomes(report)
     assert tests.passed and not tests.skipped and not tests.failed, f"{tests}\n{result.stdout}"
-    with machine_lock(mypy_cache.with_suffix(".lock")):
+    with machine_lock(mypy_cache.parent / "lock"):
         shutil.copytree(project / ".mypy_cache", mypy_cache, dirs_exist_ok=True)
 
 
