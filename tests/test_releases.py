@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import TEMPLATE_ROOT, assert_succeeds
+from readme import block_with, shell_blocks
 from workflows import machine_environment, report, run_steps, workflow
 
 HEADING = re.compile(r"^## (\d+\.\d+\.\d+)(?: \(([^()]*)\))?$", re.MULTILINE)
@@ -134,6 +135,18 @@ def test_copier_copy_renders_each_tagged_version_and_records_its_tag(
         answers = yaml.safe_load((tmp_path / tag / ".copier-answers.yml").read_text())
         assert answers["_commit"] == tag, answers
         assert (tmp_path / tag / "pyproject.toml").is_file()
+
+
+def test_readmes_line_lists_the_versions_there_are_for_vcs_ref(tagged: tuple[Path, str]) -> None:
+    """The template README's `git ls-remote` line, run as written against a clone whose tags
+    `.ci/tag-releases` made, in place of the published repository."""
+    clone, _ = tagged
+    line = block_with(shell_blocks(TEMPLATE_ROOT / "README.md")["Update a project"], "ls-remote")
+    published = "https://github.com/org/copier-twelve-factor"
+    assert published in line, line
+    listed = assert_succeeds(["bash", "-c", line.replace(published, str(clone))], clone).stdout
+    refs = [row.split("\t")[1] for row in listed.splitlines()]
+    assert sorted(refs) == sorted(f"refs/tags/v{version}" for version, _, _ in RELEASES), listed
 
 
 def test_tag_releases_refuses_a_tag_elsewhere_or_an_older_version_naming_no_commit(
