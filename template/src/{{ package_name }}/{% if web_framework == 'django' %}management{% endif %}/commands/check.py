@@ -11,22 +11,16 @@ class Command(check.Command):
     help = "Validate the configuration and report each backing service."
 
     def handle(self, *app_labels: Any, **options: Any) -> None:
-        from ...health import readiness
-        from ...services import connect
+        from ...check_report import UNAVAILABLE, check_report
         from ...settings import load_settings
 
         # Django's system checks: silent when they pass; when not, the command fails naming each.
         super().handle(*app_labels, **options)
-        services = connect(load_settings())
-        try:
-            ready, report = readiness(services.probes())
-        finally:
-            services.close()
-        self.stdout.write("configuration: ok")
-        for service, state in report["checks"].items():
-            self.stdout.write(f"{service}: {state}")
+        ready, lines = check_report(load_settings())
+        for line in lines:
+            self.stdout.write(line)
         if not ready:
-            raise Error("a backing service is unavailable")
+            raise Error(UNAVAILABLE)
 
     def check(self, *args: Any, **kwargs: Any) -> None:
         # Django's "System check identified no issues" is not printed: the lines above say so.
