@@ -17,7 +17,7 @@ ROUTES = [
     ("get", "/healthz", None, None),
     ("get", "/readyz", None, None),
     ("get", "/notes", "models", None),
-    ("post", "/notes", "models", "NoteIn"),
+    ("post", "/notes", "schemas", "NoteIn"),
     ("post", "/jobs/example", "jobs", "ExampleJob"),
 ]
 REF = "#/components/schemas/{model}"

@@ -30,7 +30,11 @@ PROMISES = {
         f"{PACKAGE}/django_settings.py",
         f"{PACKAGE}/management/commands/check.py",
     ],
-    ("database", "postgresql"): [f"{PACKAGE}/models.py", f"{PACKAGE}/migrations"],
+    ("database", "postgresql"): [
+        f"{PACKAGE}/models.py",
+        f"{PACKAGE}/schemas.py",
+        f"{PACKAGE}/migrations",
+    ],
     ("worker", "celery"): [f"{PACKAGE}/jobs.py", f"{PACKAGE}/worker.py"],
     ("ci", "github"): [".github/workflows/ci.yml", ".github/workflows/template-update.yml"],
     ("ci", "gitlab"): [".gitlab-ci.yml"],

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import structlog
 from structlog.contextvars import bound_contextvars
@@ -26,7 +26,7 @@ from .failures import answer_for, error_body, log_failure
 from .health import bounded_readiness, liveness
 from .request_id import HEADER, choose_request_id
 from .request_span import name_request_span
-from .settings import HSTS_SECONDS
+from .settings import HSTS_SECONDS, Settings
 
 if TYPE_CHECKING:
     from .metrics import RequestMetrics
@@ -174,6 +174,28 @@ class Edge:
         self.probe_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probes")
         # Requests answered at their deadline whose app work has not ended yet.
         self.abandoned: set[asyncio.Future[None]] = set()
+
+    @classmethod
+    def for_service(
+        cls,
+        app: ASGIApp,
+        framework_app: object,
+        settings: Settings,
+        readiness_probes: Mapping[str, Callable[[], object]],
+    ) -> Self:
+        """The edge as every framework's app factory puts it in front: its limits, hosts, proxy
+        and metrics from the settings; readiness from the backing services' probes."""
+        return cls(
+            app,
+            framework_app,
+            request_timeout=settings.request_timeout_seconds,
+            max_body_bytes=settings.max_body_bytes,
+            allowed_hosts=settings.allowed_hosts,
+            tls_in_front=settings.tls_in_front,
+            readiness_probes=readiness_probes,
+            metrics=settings.metrics,
+            metrics_allow_ips=settings.metrics_allow_ips,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
