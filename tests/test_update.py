@@ -586,6 +586,8 @@ def test_changing_an_answer_by_update_gives_a_fresh_copys_files(
     said = updated.stdout + updated.stderr
     unnamed = [name for name in required_settings(project) if not re.search(rf"\b{name}\b", said)]
     assert not unnamed, f"the message after update does not name {unnamed}:\n{said}"
+    if question == "python_version":  # and says which Python the project is on now
+        assert f"The project is on Python {after}, as `--data` said" in said, said
     assert_succeeds(["uv", "lock", "--quiet"], project)  # the step after an update (README)
     fresh = render(template_repo, tmp_path / "fresh", {question: after})
     updated_files, fresh_files = rendered_files(project), rendered_files(fresh)
