@@ -23,7 +23,6 @@ A regression these repetitions would catch in one combination, the full tier (`.
 template's CI, its nightly run) still catches.
 """
 
-import os
 import zlib
 
 import pytest
@@ -107,13 +106,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item in kept]
-
-
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto` (pyproject.toml): in the default tier, three test processes for every two
-    processors. A fifth of a test process's time is spent waiting (a drain, a header timeout, a
-    worker's stop, a process starting), and a third process on two processors fills it: the
-    tier in bench/README.md. The full tier keeps one a processor, where every bound in time has
-    the most room, until a run of it with more has been measured."""
-    processors = len(os.sched_getaffinity(0))
-    return processors if config.getoption("full") else processors + processors // 2
