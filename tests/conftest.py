@@ -2,13 +2,13 @@
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from commands import assert_succeeds
 from matrix import (
+    IDENTITY,
     TEMPLATE_ROOT,
     choice_questions,
     code_questions,
@@ -16,26 +16,11 @@ from matrix import (
     combinations,
     pairwise_over_pythons,
 )
-from python_root import in_project, pyenv_versions
+from python_root import pyenv_versions
 from servers import Postgres, RedisServer, start_postgres
 
 # Plugins of the suite's own, one module each.
 pytest_plugins = ["resolved_versions", "tiers", "shards"]
-
-# Identity answers other than the defaults, so a name hard-coded in the template shows up.
-IDENTITY = {
-    "project_name": "Order Service",
-    "project_slug": "order-service",
-    "package_name": "orders",
-    "description": "Takes orders.",
-    "author_name": "Ada Lovelace",
-    "author_email": "ada@example.org",
-}
-
-# The salt of the image tests' combinations, which compose's tests share (one build each).
-# ("the images", which put them all on one Django build in the default tier, cost more than
-# the build it saved: compose's README test then ran Django's whole suite, 207 s against 71.)
-IMAGES = "images"
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Template Tests",
@@ -120,44 +105,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 for c in selected
             ],
         )
-
-
-def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
-    """Run a command in `cwd`; uv in a rendered project on the project's Python
-    (python_root.py), every other tool (linters, git, `uv tool`'s Copier) on this machine."""
-    if command[0] == "uv" and command[1] != "tool":
-        command = in_project(command, cwd)
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, **kwargs)
-
-
-def assert_succeeds(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
-    result = run(command, cwd, **kwargs)
-    assert result.returncode == 0, (
-        f"`{' '.join(command)}` exited {result.returncode} in {cwd}\n"
-        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-    )
-    return result
-
-
-def copier_copy(
-    template: Path, destination: Path, *data: str, **kwargs
-) -> subprocess.CompletedProcess[str]:
-    """`copier copy --defaults` as a user types it, each answer in `data` given as --data."""
-    arguments = [arg for answer in data for arg in ("--data", answer)]
-    return subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--defaults", *arguments, str(template),
-         str(destination)],
-        capture_output=True, text=True, timeout=120, **kwargs,
-    )  # fmt: skip
-
-
-def rendered_files(root: Path) -> dict[str, bytes]:
-    """Every file of a rendered project by its relative path, git's own files left out."""
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in root.rglob("*")
-        if path.is_file() and ".git" not in path.relative_to(root).parts
-    }
 
 
 @pytest.fixture(scope="session")

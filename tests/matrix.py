@@ -22,6 +22,17 @@ TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 CODE_FILES = (".py", ".mako", "pyproject.toml", "Procfile", ".env.example", ".python-version")
 
 
+# Identity answers other than the defaults, so a name hard-coded in the template shows up.
+IDENTITY = {
+    "project_name": "Order Service",
+    "project_slug": "order-service",
+    "package_name": "orders",
+    "description": "Takes orders.",
+    "author_name": "Ada Lovelace",
+    "author_email": "ada@example.org",
+}
+
+
 def load_copier_yml() -> dict:
     return yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())
 

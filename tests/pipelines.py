@@ -30,7 +30,8 @@ from pathlib import Path
 
 import redis
 import yaml
-from conftest import TEMPLATE_ROOT, assert_succeeds, rendered_files
+from commands import assert_succeeds, rendered_files
+from matrix import TEMPLATE_ROOT
 from python_root import in_project
 from sandbox import Sandbox
 

@@ -18,7 +18,7 @@ import copier
 import jinja2
 import pytest
 import yaml
-from conftest import assert_succeeds, copier_copy, run
+from commands import assert_succeeds, copier_copy, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from matrix import TEMPLATE_ROOT, load_copier_yml

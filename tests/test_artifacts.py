@@ -20,7 +20,8 @@ from artifacts import (
     dockerfile_instructions,
     env_example_names,
 )
-from conftest import IDENTITY, assert_succeeds
+from commands import assert_succeeds
+from matrix import IDENTITY
 from processes import procfile
 
 PACKAGE = f"src/{IDENTITY['package_name']}"

@@ -35,15 +35,15 @@ import yaml
 from app_images import app_image, slug
 from compose_images import ensure_stand_ins
 from compose_runner import ComposeEngine, ComposeProject, compose_project
-from conftest import IDENTITY, IMAGES, pairwise_over_pythons
 from containers import Engine, engine
-from matrix import code_questions, combination_id, combinations
+from matrix import IDENTITY, code_questions, combination_id, combinations, pairwise_over_pythons
 from probes import with_slow_route
 from processes import SECRET_KEY
 from pytest_report import outcomes, reporting_to
 from python_root import in_project
 from readme import block_starting, block_with, commands, shell_blocks
 from sandbox import Sandbox
+from tiers import IMAGES
 from worker_faults import RESULTS
 
 PACKAGE = IDENTITY["package_name"]

@@ -9,7 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
-from conftest import assert_succeeds, copier_copy, rendered_files
+from commands import assert_succeeds, copier_copy, rendered_files
 from matrix import TEMPLATE_ROOT, choice_questions, defaults
 from python_root import in_project
 

@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from artifacts import by_component, env_example_names, kustomize_build, pod_spec
-from conftest import IDENTITY, assert_succeeds
+from commands import assert_succeeds
 from kubernetes_rules import resource_problems, selector_matches
+from matrix import IDENTITY
 from processes import app_env, procfile, run_one_off, running_web
 from servers import free_port
 

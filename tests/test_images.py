@@ -33,13 +33,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from app_images import Built, app_image, slug
-from conftest import IDENTITY, IMAGES
 from containers import Engine, base_images, engine
-from matrix import TEMPLATE_ROOT, combination_id
+from matrix import IDENTITY, TEMPLATE_ROOT, combination_id
 from probes import slow_requests, with_slow_route
 from processes import SECRET_KEY, app_env, http_get, procfile, worker_env
 from readme import commands, dotenv, shell_blocks
 from servers import free_port
+from tiers import IMAGES
 from worker_faults import not_json_objects, wait_for_result
 
 RESULTS = TEMPLATE_ROOT / "bench" / "results" / "images.json"

@@ -24,7 +24,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import assert_succeeds, rendered_files
+from commands import assert_succeeds, rendered_files
 from matrix import choice_questions, load_copier_yml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name

@@ -10,8 +10,7 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
-from conftest import IDENTITY
-from matrix import defaults
+from matrix import IDENTITY, defaults
 
 
 def module_names(package: Path) -> dict[str, Path]:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from commands import assert_succeeds
 from compose_images import ensure_stand_ins
-from conftest import assert_succeeds
 from containers import canonical, engine
 from matrix import TEMPLATE_ROOT, choice_questions, defaults
 from pipelines import (

@@ -12,7 +12,8 @@ from pathlib import Path
 import probes
 import psycopg
 import pytest
-from conftest import IDENTITY, assert_succeeds
+from commands import assert_succeeds
+from matrix import IDENTITY
 from processes import app_env
 
 PACKAGE = IDENTITY["package_name"]

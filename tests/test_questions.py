@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copier_copy, rendered_files
+from commands import copier_copy, rendered_files
 from matrix import choice_questions
 
 # A value that is not among a question's choices: Copier refuses it in its own words, which a

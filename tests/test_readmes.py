@@ -31,8 +31,7 @@ import pytest
 import redis
 import yaml
 from compose_images import machine_lock
-from conftest import IDENTITY, TEMPLATE_ROOT
-from matrix import defaults
+from matrix import IDENTITY, TEMPLATE_ROOT, defaults
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from pytest_report import outcomes, reporting_to

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEMPLATE_ROOT, assert_succeeds
+from commands import assert_succeeds
+from matrix import TEMPLATE_ROOT
 from readme import block_with, shell_blocks
 from workflows import machine_environment, report, run_steps, workflow
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from artifacts import env_example_names
-from conftest import IDENTITY, assert_succeeds, run
-from matrix import defaults
+from commands import assert_succeeds, run
+from matrix import IDENTITY, defaults
 from pytest_report import outcomes
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE_ROOT
+from matrix import TEMPLATE_ROOT
 from shards import partition
 
 # Collected with `--collect-only`, its items written where the variable says (one JSON list of

@@ -5,8 +5,8 @@ often as the others, so that a behaviour test meets every Python and every pair 
 import itertools
 
 import pytest
-from conftest import IMAGES
 from matrix import choice_questions, code_questions, combinations, pairwise_over_pythons
+from tiers import IMAGES
 
 PYTHONS = choice_questions()["python_version"]
 OTHERS = [q for q in code_questions() if q != "python_version"]

@@ -15,7 +15,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE_ROOT, assert_succeeds
+from commands import assert_succeeds
+from matrix import TEMPLATE_ROOT
 from workflows import WORKFLOWS, machine_environment, report, run_steps, workflow
 
 SMALL = "-n 0 tests/test_spread.py"

@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from conftest import IDENTITY, TEMPLATE_ROOT, assert_succeeds, rendered_files
-from matrix import choice_questions, defaults, load_copier_yml
+from commands import assert_succeeds, rendered_files
+from matrix import IDENTITY, TEMPLATE_ROOT, choice_questions, defaults, load_copier_yml
 from pipelines import OnHost, run_github_job_steps
 from python_root import in_project
 from readme import commands, shell_blocks

@@ -28,6 +28,11 @@ import zlib
 import pytest
 from matrix import combination_id, defaults, pairwise_over_pythons
 
+# The salt of the image tests' combinations, which compose's tests share (one build each).
+# ("the images", which put them all on one Django build in the default tier, cost more than
+# the build it saved: compose's README test then ran Django's whole suite, 207 s against 71.)
+IMAGES = "images"
+
 # The names under which a test takes its combination (compose's tests call it `answers`; the
 # static checks of every option combination, `every_combination`).
 COMBINATION_PARAMETERS = ("combination", "answers", "every_combination")

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import IDENTITY
+from matrix import IDENTITY
 from processes import process_env, procfile, run_one_off, worker_env
 from python_root import in_project
 from redis import Redis
