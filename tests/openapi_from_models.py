@@ -40,8 +40,8 @@ print(json.dumps(schema.get("$defs", {})))
 def model_schemas(project: Path, models: list[tuple[str, str]]) -> dict[str, dict]:
     """The JSON schemas of these models (module, class), by name, each reference made `REF`."""
     package = package_of(project)
-    django = (project / "src" / package / "django_apps.py").exists()
-    shape = f"{package}.django_apps" if django else ""
+    django = (project / "src" / package / "django_base_settings.py").exists()
+    shape = f"{package}.django_base_settings" if django else ""
     command = ["python", "-c", MODEL_SCHEMAS, json.dumps(models), REF, shape]
     read = run_one_off(project, command, {})
     assert read.returncode == 0, read.stderr

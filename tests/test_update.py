@@ -1,10 +1,10 @@
 """`copier update`: from an older version to the work in hand, keeping the user's edits.
 
-Versions are tags of a throwaway template repository: v0.2.0, v0.5.0 and v0.7.0 are old commits
-of this one (CHANGELOG.md names them), v0.9.0 the template as it is on disk; v0.10.0, in a copy
-of it, is a later version that adds to the template's dependencies. Projects are made the way the
-README of each version says: up to 0.2.0 with `--trust` (those versions ran a task that locked
-the project), since 0.3.0 with the plain command, then `git init` and `uv lock`.
+Versions are tags of a throwaway template repository: v0.2.0, v0.5.0, v0.7.0 and v0.9.0 are
+commits of this one (CHANGELOG.md names them), v0.10.0 the template as it is on disk; v0.11.0,
+in a copy of it, is a later version that adds to the template's dependencies. Projects are made
+the way the README of each version says: up to 0.2.0 with `--trust` (those versions ran a task
+that locked the project), since 0.3.0 with the plain command, then `git init` and `uv lock`.
 """
 
 import io
@@ -31,8 +31,10 @@ OLD_TAG, OLD_COMMIT = "v0.2.0", "d2af6324b930f5f9ef6b77ff568d4586cf7a6e97"
 PREVIOUS_TAG, PREVIOUS_COMMIT = "v0.5.0", "54efb260ba24a8c03751977a4247dd04aee92e86"
 # The last release whose dependency lists were in name order (hooks/own_dependencies.py).
 LAST_TAG, LAST_COMMIT = "v0.7.0", "1327293d23fb4a13d60891465732eeb99493ed09"
-NEW_TAG = "v0.9.0"
-FUTURE_TAG = "v0.10.0"
+# The last release, before three modules were renamed (hooks/renamed_modules.py).
+RELEASED_TAG, RELEASED_COMMIT = "v0.9.0", "57fd5b69de282a2640343e7135d3bd51239cc9a5"
+NEW_TAG = "v0.10.0"
+FUTURE_TAG = "v0.11.0"
 # CHANGELOG 0.3.0: a project from a version with the task is updated once with these, so that
 # neither version's task runs (the old one's uv.lock would count as a file the template dropped).
 FROM_A_VERSION_WITH_TASKS = ("--trust", "--skip-tasks")
@@ -65,16 +67,10 @@ def unpack(source: Path, commit: str, into: Path) -> None:
         archive.extractall(into, filter="data")
 
 
-@pytest.fixture(scope="session")
-def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: Path) -> Path:
-    repo = tmp_path_factory.mktemp("versioned-template")
+def tagged_template(repo: Path, versions: list[tuple[Path, str, str]]) -> Path:
+    """A repository at `repo` with a commit per (source, commit, tag), each tagged."""
     git(repo, "init", "--quiet")
-    for source, commit, tag in (
-        (TEMPLATE_ROOT, OLD_COMMIT, OLD_TAG),
-        (TEMPLATE_ROOT, PREVIOUS_COMMIT, PREVIOUS_TAG),
-        (TEMPLATE_ROOT, LAST_COMMIT, LAST_TAG),
-        (template_repo, "HEAD", NEW_TAG),
-    ):
+    for source, commit, tag in versions:
         for child in repo.iterdir():
             if child.name != ".git":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
@@ -82,6 +78,20 @@ def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: 
         commit_all(repo, tag)
         git(repo, "tag", tag)
     return repo
+
+
+@pytest.fixture(scope="session")
+def versioned_template(tmp_path_factory: pytest.TempPathFactory, template_repo: Path) -> Path:
+    return tagged_template(
+        tmp_path_factory.mktemp("versioned-template"),
+        [
+            (TEMPLATE_ROOT, OLD_COMMIT, OLD_TAG),
+            (TEMPLATE_ROOT, PREVIOUS_COMMIT, PREVIOUS_TAG),
+            (TEMPLATE_ROOT, LAST_COMMIT, LAST_TAG),
+            (TEMPLATE_ROOT, RELEASED_COMMIT, RELEASED_TAG),
+            (template_repo, "HEAD", NEW_TAG),
+        ],
+    )
 
 
 # What a later version adds at the end of the template's lists, next to the user's.
@@ -680,3 +690,51 @@ def test_the_dependency_migration_lists_the_users_dependencies_whose_list_the_up
     assert "freezegun" in after.stderr and "orjson" in after.stderr
     assert git(tmp_path, "diff", "--cached", "--name-only") == ""
     assert not (tmp_path / ".git" / "copier-twelve-factor-dependencies.json").exists()
+
+
+# Per framework: (old name, new name, the user's edit as (old text, new text)), under src/PKG/.
+RENAMED_EDITS = {
+    "django": (
+        "django_apps.py", "django_base_settings.py",
+        ('    "django.contrib.admin",\n',
+         '    "django.contrib.admin",\n    "django.contrib.humanize",  # ours\n'),
+    ),
+    "flask": (
+        "admin/settings_loaded.py", "admin/with_settings.py",
+        ("    @functools.wraps(command)\n",
+         "    # Ours: every command's start.\n    @functools.wraps(command)\n"),
+    ),
+}  # fmt: skip
+# An edit of a line the renaming version changed too: a conflict, both sides kept.
+SERVICES_EDIT = (
+    '"""The backing services of one process, each reached through its URL variable alone."""',
+    '"""The backing services of our process: Postgres and Redis."""',
+)
+
+
+@pytest.mark.once  # an update path: both frameworks with a renamed module of their own
+@pytest.mark.parametrize("copier_version", COPIER_VERSIONS)
+@pytest.mark.parametrize("framework", RENAMED_EDITS)
+def test_an_update_across_0_10_0_carries_the_users_edits_to_each_renamed_module(
+    versioned_template: Path, tmp_path: Path, framework: str, copier_version: str
+) -> None:
+    """Copier takes a renamed file for one deleted and one added, and drops the user's edits of
+    the old; hooks/renamed_modules.py merges them into the new, a clash shown inline."""
+    answers = {"web_framework": framework, "database": "postgresql", "worker": "celery"}
+    project = render(versioned_template, tmp_path / "project", answers, ref=RELEASED_TAG)
+    package = project / "src" / PACKAGE
+    old, new, (before, after) = RENAMED_EDITS[framework]
+    edit(package / old, before, after)
+    edit(package / "services.py", *SERVICES_EDIT)
+    commit_all(project, "our edits")
+
+    copier(COPIER_VERSIONS[copier_version], "update", "--trust", cwd=project)
+
+    assert recorded_answers(project)["_commit"] == NEW_TAG
+    assert not (package / old).exists() and not (package / "services.py").exists()
+    # Where only the user changed a line, the edit is in the new file, and no marker.
+    assert after in (package / new).read_text()
+    assert conflict_markers(project) == [f"src/{PACKAGE}/backing_services.py"]
+    # Where the template changed the same line, both sides, between markers.
+    services = (package / "backing_services.py").read_text()
+    assert SERVICES_EDIT[1] in services and "def connect(settings: Settings)" in services

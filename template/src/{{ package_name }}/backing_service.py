@@ -1,5 +1,5 @@
 """What every backing service's module supplies the process: a probe, a close, and whether the
-web process's readiness waits on it (`services.py` lists the services a render has)."""
+web process's readiness waits on it (`backing_services.py` lists the services a render has)."""
 
 from typing import ClassVar, Protocol
 

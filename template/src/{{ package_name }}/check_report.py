@@ -1,7 +1,7 @@
 """What `admin check` reports, on every framework: the configuration, then each backing service."""
 
+from .backing_services import connect
 from .health import readiness
-from .services import connect
 from .settings import Settings
 
 UNAVAILABLE = "a backing service is unavailable"
