@@ -24,6 +24,7 @@ from structlog.contextvars import bound_contextvars
 from .asgi import PROBE_PATHS, ASGIApp, Message, Receive, Scope, Send
 from .failures import answer_for, error_body, log_failure
 from .health import bounded_readiness, liveness
+from .logging import access_log
 from .request_id import HEADER, choose_request_id
 from .request_span import name_request_span
 from .settings import HSTS_SECONDS, Settings
@@ -39,6 +40,8 @@ HSTS = (b"strict-transport-security", f"max-age={HSTS_SECONDS}".encode())
 PROBE_SECONDS = 1.5
 # The route of a request answered before it reached one: an unknown path, a body too large.
 UNROUTED = "(unrouted)"
+# The headers of a request that has a body.
+BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +59,8 @@ class Reply:
 
     `ended` is called once with the status (None if no answer began) when the answer is whole,
     before its last bytes go out (so that a client holding its answer finds it counted), or,
-    for an answer never finished, when the edge is done with the request.
+    for an answer never finished, when the edge is done with the request. `access`, given,
+    writes the access line when the answer begins.
     """
 
     def __init__(
@@ -65,9 +69,13 @@ class Reply:
         request_id: str,
         ended: Callable[[int | None], None],
         hsts: bool = False,
+        access: Callable[[Scope, int], None] | None = None,
+        scope: Scope | None = None,
     ) -> None:
         self._send = send
         self._ended = ended
+        self._access = access
+        self._scope = scope
         self.request_id = request_id
         # The edge's own headers, on every answer, replacing any the app set under their names.
         self.own_headers = [(ID_HEADER, request_id.encode()), *([HSTS] if hsts else [])]
@@ -81,6 +89,7 @@ class Reply:
             return
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            self.began(message["status"])
             headers = message.get("headers", [])
             length = next((v for k, v in headers if k.lower() == b"content-length"), None)
             self.unsent = int(length) if length is not None else None
@@ -112,6 +121,7 @@ class Reply:
             return
         self.status = status
         self.closed = True
+        self.began(status)
         length = str(len(payload)).encode()
         headers = self.with_own_headers(
             [(b"content-type", content_type), (b"content-length", length), *extra]
@@ -119,6 +129,10 @@ class Reply:
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         self.finish()
         await self._send({"type": "http.response.body", "body": payload})
+
+    def began(self, status: int) -> None:
+        if self._access is not None and self._scope is not None:
+            self._access(self._scope, status)
 
     def finish(self) -> None:
         if not self.finished:
@@ -150,8 +164,10 @@ class Edge:
         readiness_probes: Mapping[str, Callable[[], object]],
         metrics: bool,
         metrics_allow_ips: Sequence[str],
+        access: Callable[[Scope, int], None] | None = None,
     ) -> None:
         self.app = app
+        self.access = access
         self.framework_app = framework_app
         self.request_timeout = request_timeout
         self.max_body_bytes = max_body_bytes
@@ -195,6 +211,7 @@ class Edge:
             readiness_probes=readiness_probes,
             metrics=settings.metrics,
             metrics_allow_ips=settings.metrics_allow_ips,
+            access=access_log(settings),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -222,7 +239,7 @@ class Edge:
                 name_request_span(scope, route)
 
         hsts = self.tls_in_front and scope["scheme"] == "https"
-        reply = Reply(send, request_id, ended, hsts)
+        reply = Reply(send, request_id, ended, hsts, self.access, scope)
         try:
             with bound_contextvars(request_id=request_id):
                 await self.handle(scope, receive, reply)
@@ -257,24 +274,27 @@ class Edge:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                body = await self.read_body(scope, receive)
-        except BodyTooLarge:
-            limit = f"The request body must be at most {self.max_body_bytes} bytes."
-            await reply.json(413, error_body(413, limit))
-            return
-        except TimeoutError:
-            await reply.json(408, error_body(408, "The request body did not arrive in time."))
-            return
-        except ClientGone:
-            return
+        # A request with neither header has no body (HTTP/1.1): nothing to read before the app.
+        if any(name in BODY_HEADERS for name, _ in scope["headers"]):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    body = await self.read_body(scope, receive)
+            except BodyTooLarge:
+                limit = f"The request body must be at most {self.max_body_bytes} bytes."
+                await reply.json(413, error_body(413, limit))
+                return
+            except TimeoutError:
+                await reply.json(408, error_body(408, "The request body did not arrive in time."))
+                return
+            except ClientGone:
+                return
+            receive = replay(body, receive)
         if probe:  # another method: refused as the app refuses one, its body read first
             scope["route"] = path
             refused = error_body(405, f"{path} takes GET and HEAD only.")
             await reply.json(405, refused, [(b"allow", b"GET, HEAD")])
             return
-        await self.run_app(scope, replay(body, receive), reply, deadline)
+        await self.run_app(scope, receive, reply, deadline)
 
     def may_scrape(self, scope: Scope) -> bool:
         """Whether the client (as the trusted proxies name it) is one METRICS_ALLOW_IPS names:

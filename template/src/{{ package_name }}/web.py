@@ -21,18 +21,7 @@ from .started import freeze_startup_objects
 from .tracing import start_tracing
 
 if TYPE_CHECKING:
-    from structlog.typing import EventDict, WrappedLogger
-
     from .asgi import ASGIApp
-
-
-def access_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
-    """Lift the request's fields out of a uvicorn access record into the JSON line."""
-    record = event.get("_record")
-    if record is not None and record.name == "uvicorn.access":
-        _client, method, path, _http_version, status = event["positional_args"]
-        event.update(method=method, path=path, status=status)
-    return event
 
 
 def serve_app() -> ASGIApp:
@@ -42,7 +31,7 @@ def serve_app() -> ASGIApp:
     from .app import create_app
 
     settings = load_settings()
-    configure_logging(settings, server_processors=[access_fields])
+    configure_logging(settings)
     start_error_reports(settings)
     traced = start_tracing(settings)  # before the app's database engine and queue are made
     edge = create_app(settings)
@@ -58,7 +47,7 @@ def drained(_signal: int, _frame: object) -> None:
 
 def main() -> None:
     settings = load_settings()
-    configure_logging(settings, server_processors=[access_fields])
+    configure_logging(settings)
     signal.signal(signal.SIGTERM, drained)
     if settings.metrics:
         # Before the server's processes start: they all write their numbers there (metrics.py).
@@ -69,8 +58,10 @@ def main() -> None:
         host="0.0.0.0",  # noqa: S104 - a twelve-factor process binds every interface of its host
         port=settings.port,
         workers=settings.web_concurrency,
-        # Logging is ours: uvicorn's records propagate to the service's JSON handler.
+        # Logging is ours: uvicorn's records propagate to the service's JSON handler, and the
+        # edge writes each request's access line (logging.py).
         log_config=None,
+        access_log=False,
         # On SIGTERM uvicorn stops accepting and lets in-flight requests finish this long.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
