@@ -23,8 +23,8 @@ import serving
 from bare_apps import write_bare_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from probes import SLOW_ROUTE, with_slow_route  # the tests' folder, put on sys.path above
-from receivers import Receiver
+from helpers.probes import SLOW_ROUTE, with_slow_route  # the tests' folder, put on sys.path above
+from helpers.receivers import Receiver
 
 RESULTS = rendering.ROOT / "bench" / "results"
 FRAMEWORKS = ("fastapi", "flask", "django")

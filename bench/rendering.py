@@ -51,7 +51,7 @@ def snapshot_template(repo: Path) -> Path:
 
 def host_python() -> str:
     """The newest Python the template offers that uv finds on this machine. The tests run 3.14
-    and 3.15 in a Debian sid root (tests/python_root.py); the bench runs on the host."""
+    and 3.15 in a Debian sid root (tests/helpers/python_root.py); the bench runs on the host."""
     question = yaml.safe_load((ROOT / "copier.yml").read_text())["python_version"]
     offered = [v for v in question["choices"].values() if isinstance(v, str)]
     for version in sorted(offered, key=lambda v: tuple(map(int, v.split("."))), reverse=True):

@@ -38,6 +38,7 @@ class Launch:
     cwd: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    ready_path: str = "/healthz"  # answered once the server serves
 
     @property
     def url(self) -> str:
@@ -75,7 +76,7 @@ def bare(
 
 
 class Running:
-    """A started server that answers /healthz; stdout (its logs) goes to /dev/null."""
+    """A started server that answers its ready path; stdout (its logs) goes to /dev/null."""
 
     def __init__(self, launch: Launch, timeout: float = 30) -> None:
         self.launch = launch
@@ -92,7 +93,7 @@ class Running:
         try:
             while True:
                 try:
-                    with urllib.request.urlopen(f"{launch.url}/healthz", timeout=1):
+                    with urllib.request.urlopen(f"{launch.url}{launch.ready_path}", timeout=1):
                         break
                 except OSError:
                     if self.process.poll() is not None or time.perf_counter() - start > timeout:
@@ -132,7 +133,7 @@ class Running:
 
 
 def cold_start(launch: Launch) -> float:
-    """Seconds from exec to the first 200 on /healthz."""
+    """Seconds from exec to the first 200 on its ready path."""
     with Running(launch) as server:
         return server.started_in
 

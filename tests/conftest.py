@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from commands import assert_succeeds
-from matrix import (
+
+from helpers.commands import assert_succeeds
+from helpers.matrix import (
     IDENTITY,
     TEMPLATE_ROOT,
     choice_questions,
@@ -16,11 +17,11 @@ from matrix import (
     combinations,
     pairwise_over_pythons,
 )
-from python_root import pyenv_versions
-from servers import Postgres, RedisServer, start_postgres
+from helpers.python_root import pyenv_versions
+from helpers.servers import Postgres, RedisServer, start_postgres
 
 # Plugins of the suite's own, one module each.
-pytest_plugins = ["resolved_versions", "tiers", "shards"]
+pytest_plugins = ["helpers.resolved_versions", "helpers.tiers", "helpers.shards"]
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Template Tests",

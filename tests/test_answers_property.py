@@ -18,10 +18,11 @@ import copier
 import jinja2
 import pytest
 import yaml
-from commands import assert_succeeds, copier_copy, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from matrix import TEMPLATE_ROOT, load_copier_yml
+
+from helpers.commands import assert_succeeds, copier_copy, run
+from helpers.matrix import TEMPLATE_ROOT, load_copier_yml
 
 # The answers generated here; a refusal of any other question is the template's fault.
 FREE_TEXT = ("project_name", "description", "author_name")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from artifacts import (
+
+from helpers.artifacts import (
     TOOL_VARIABLES,
     ci_env_names,
     compose,
@@ -20,9 +21,9 @@ from artifacts import (
     dockerfile_instructions,
     env_example_names,
 )
-from commands import assert_succeeds
-from matrix import IDENTITY
-from processes import procfile
+from helpers.commands import assert_succeeds
+from helpers.matrix import IDENTITY
+from helpers.processes import procfile
 
 PACKAGE = f"src/{IDENTITY['package_name']}"
 # The files each answer promises; every other answer of its question must not render them.

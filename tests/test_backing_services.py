@@ -4,8 +4,9 @@ import re
 from pathlib import Path
 
 import pytest
-from processes import app_env, running_web
-from servers import start_postgres
+
+from helpers.processes import app_env, running_web
+from helpers.servers import start_postgres
 
 # The service's behaviour: the fewest code combinations that meet every pair of answers, the
 # Pythons spread over them (conftest.pairwise_over_pythons); install, lint, own tests and probes

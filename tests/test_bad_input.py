@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from probes import with_failing_route
-from processes import Running, app_env, run_process, running_web
+
+from helpers.probes import with_failing_route
+from helpers.processes import Running, app_env, run_process, running_web
 
 # The service's behaviour: the fewest code combinations that meet every pair of answers, the
 # Pythons spread over them (conftest.pairwise_over_pythons); install, lint, own tests and probes

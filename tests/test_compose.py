@@ -32,19 +32,26 @@ import psycopg
 import pytest
 import redis
 import yaml
-from app_images import app_image, slug
-from compose_images import ensure_stand_ins
-from compose_runner import ComposeEngine, ComposeProject, compose_project
-from containers import Engine, engine
-from matrix import IDENTITY, code_questions, combination_id, combinations, pairwise_over_pythons
-from probes import with_slow_route
-from processes import SECRET_KEY
-from pytest_report import outcomes, reporting_to
-from python_root import in_project
-from readme import block_starting, block_with, commands, shell_blocks
-from sandbox import Sandbox
-from tiers import IMAGES
-from worker_faults import RESULTS
+
+from helpers.app_images import app_image, slug
+from helpers.compose_images import ensure_stand_ins
+from helpers.compose_runner import ComposeEngine, ComposeProject, compose_project
+from helpers.containers import Engine, engine
+from helpers.matrix import (
+    IDENTITY,
+    code_questions,
+    combination_id,
+    combinations,
+    pairwise_over_pythons,
+)
+from helpers.probes import with_slow_route
+from helpers.processes import SECRET_KEY
+from helpers.pytest_report import outcomes, reporting_to
+from helpers.python_root import in_project
+from helpers.readme import block_starting, block_with, commands, shell_blocks
+from helpers.sandbox import Sandbox
+from helpers.tiers import IMAGES
+from helpers.worker_faults import RESULTS
 
 PACKAGE = IDENTITY["package_name"]
 # The worker's SHUTDOWN_GRACE_SECONDS in the `down` test (20 by default): a job longer than that

@@ -9,9 +9,9 @@ import re
 import shutil
 from pathlib import Path
 
-from commands import assert_succeeds, copier_copy, rendered_files
-from matrix import TEMPLATE_ROOT, choice_questions, defaults
-from python_root import in_project
+from helpers.commands import assert_succeeds, copier_copy, rendered_files
+from helpers.matrix import TEMPLATE_ROOT, choice_questions, defaults
+from helpers.python_root import in_project
 
 
 def next_steps(output: str) -> list[str]:

@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from artifacts import by_component, env_example_names, kustomize_build, pod_spec
-from commands import assert_succeeds
-from kubernetes_rules import resource_problems, selector_matches
-from matrix import IDENTITY
-from processes import app_env, procfile, run_one_off, running_web
-from servers import free_port
+
+from helpers.artifacts import by_component, env_example_names, kustomize_build, pod_spec
+from helpers.commands import assert_succeeds
+from helpers.kubernetes_rules import resource_problems, selector_matches
+from helpers.matrix import IDENTITY
+from helpers.processes import app_env, procfile, run_one_off, running_web
+from helpers.servers import free_port
 
 KUBERNETES = Path("deploy/kubernetes")
 OVERLAY = KUBERNETES / "overlays/example"

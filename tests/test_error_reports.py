@@ -13,10 +13,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from probes import package_of, with_failing_route
-from processes import Watched, app_env, run_one_off, run_process, running_web
-from receivers import SENTRY_KEY, SentryProject
-from worker_faults import runs_jobs
+
+from helpers.probes import package_of, with_failing_route
+from helpers.processes import Watched, app_env, run_one_off, run_process, running_web
+from helpers.receivers import SENTRY_KEY, SentryProject
+from helpers.worker_faults import runs_jobs
 
 # Values no event may hold: the test's secrets, and what a client sends to authenticate.
 CANARY = "canary-" + uuid.uuid4().hex

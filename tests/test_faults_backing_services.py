@@ -11,7 +11,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from faults import (
+
+from helpers.faults import (
     Answer,
     SlowClients,
     dedicated_redis,
@@ -24,8 +25,8 @@ from faults import (
     seconds_of,
     wait_for_status,
 )
-from processes import app_env, run_process, running_web
-from servers import start_postgres
+from helpers.processes import app_env, run_process, running_web
+from helpers.servers import start_postgres
 
 # The service's behaviour: the fewest code combinations that meet every pair of answers, the
 # Pythons spread over them (conftest.pairwise_over_pythons); install, lint, own tests and probes

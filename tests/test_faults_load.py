@@ -16,12 +16,13 @@ from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import load
 import pytest
-from faults import post_path
-from matrix import code_questions, combinations, defaults
-from probes import with_slow_route
-from processes import Running, app_env, procfile, run_process, running_web
+
+from helpers import load
+from helpers.faults import post_path
+from helpers.matrix import code_questions, combinations, defaults
+from helpers.probes import with_slow_route
+from helpers.processes import Running, app_env, procfile, run_process, running_web
 
 # Measured on one Python, the default: the server, not the interpreter, is under test.
 PYTHON = defaults()["python_version"]

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from matrix import defaults
-from openapi_from_models import openapi_document
-from processes import app_env, procfile, run_process, running_web
 from schemathesis import GenerationMode
+
+from helpers.matrix import defaults
+from helpers.openapi_from_models import openapi_document
+from helpers.processes import app_env, procfile, run_process, running_web
 
 # Examples per operation, by generation mode: about half a minute per framework in all. Fitting
 # requests get the most: a rare character (NUL, say) reaches the code behind validation only so.

@@ -32,15 +32,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from app_images import Built, app_image, slug
-from containers import Engine, base_images, engine
-from matrix import IDENTITY, TEMPLATE_ROOT, combination_id
-from probes import slow_requests, with_slow_route
-from processes import SECRET_KEY, app_env, http_get, procfile, worker_env
-from readme import commands, dotenv, shell_blocks
-from servers import free_port
-from tiers import IMAGES
-from worker_faults import not_json_objects, wait_for_result
+
+from helpers.app_images import Built, app_image, slug
+from helpers.containers import Engine, base_images, engine
+from helpers.matrix import IDENTITY, TEMPLATE_ROOT, combination_id
+from helpers.probes import slow_requests, with_slow_route
+from helpers.processes import SECRET_KEY, app_env, http_get, procfile, worker_env
+from helpers.readme import commands, dotenv, shell_blocks
+from helpers.servers import free_port
+from helpers.tiers import IMAGES
+from helpers.worker_faults import not_json_objects, wait_for_result
 
 RESULTS = TEMPLATE_ROOT / "bench" / "results" / "images.json"
 MANIFESTS = TEMPLATE_ROOT / "template" / "{% if deploy == 'kubernetes' %}deploy{% endif %}"

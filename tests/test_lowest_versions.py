@@ -24,14 +24,15 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from commands import assert_succeeds, rendered_files
-from matrix import choice_questions, load_copier_yml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
-from pytest_report import outcomes, reporting_to
-from python_root import in_project
-from readme import commands, shell_blocks
+
+from helpers.commands import assert_succeeds, rendered_files
+from helpers.matrix import choice_questions, load_copier_yml
+from helpers.pytest_report import outcomes, reporting_to
+from helpers.python_root import in_project
+from helpers.readme import commands, shell_blocks
 
 # What a developer's checkout has beside the rendered files, none of it to be copied: the
 # newest releases' environment and lock, and the caches made from them.

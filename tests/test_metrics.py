@@ -9,10 +9,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import load
 import pytest
-from processes import Running, app_env, procfile, run_process, running_web
 from prometheus_client.parser import text_string_to_metric_families
+
+from helpers import load
+from helpers.processes import Running, app_env, procfile, run_process, running_web
 
 # prometheus_client's variable, which the web command sets for its server processes.
 DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"

@@ -10,7 +10,8 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
-from matrix import IDENTITY, defaults
+
+from helpers.matrix import IDENTITY, defaults
 
 
 def module_names(package: Path) -> dict[str, Path]:

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from commands import assert_succeeds
-from compose_images import ensure_stand_ins
-from containers import canonical, engine
-from matrix import TEMPLATE_ROOT, choice_questions, defaults
-from pipelines import (
+
+from helpers.commands import assert_succeeds
+from helpers.compose_images import ensure_stand_ins
+from helpers.containers import canonical, engine
+from helpers.matrix import TEMPLATE_ROOT, choice_questions, defaults
+from helpers.pipelines import (
     POSTGRES_PORT,
     REDIS_PORT,
     differences_beyond_ci,
@@ -33,9 +34,9 @@ from pipelines import (
     run_gitlab_job,
     start_backing_services,
 )
-from pytest_report import outcomes, reporting_to
-from python_root import root_pythons
-from sandbox import Sandbox
+from helpers.pytest_report import outcomes, reporting_to
+from helpers.python_root import root_pythons
+from helpers.sandbox import Sandbox
 
 # A repository path with capitals: registries want the image's path in lowercase.
 REPOSITORY = "Acme-Corp/Order-Service"

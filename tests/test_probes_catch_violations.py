@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import probes
 import psycopg
 import pytest
-from commands import assert_succeeds
-from matrix import IDENTITY
-from processes import app_env
+
+from helpers import probes
+from helpers.commands import assert_succeeds
+from helpers.matrix import IDENTITY
+from helpers.processes import app_env
 
 PACKAGE = IDENTITY["package_name"]
 

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from commands import copier_copy, rendered_files
-from matrix import choice_questions
+
+from helpers.commands import copier_copy, rendered_files
+from helpers.matrix import choice_questions
 
 # A value that is not among a question's choices: Copier refuses it in its own words, which a
 # release may change; the refusal must name the question, the answer and every value allowed.

@@ -25,18 +25,19 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import probes
 import psycopg
 import pytest
 import redis
 import yaml
-from compose_images import machine_lock
-from matrix import IDENTITY, TEMPLATE_ROOT, defaults
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from pytest_report import outcomes, reporting_to
-from python_root import in_project
-from readme import (
+
+from helpers import probes
+from helpers.compose_images import machine_lock
+from helpers.matrix import IDENTITY, TEMPLATE_ROOT, defaults
+from helpers.pytest_report import outcomes, reporting_to
+from helpers.python_root import in_project
+from helpers.readme import (
     answered,
     block_starting,
     block_with,
@@ -46,7 +47,7 @@ from readme import (
     shell_blocks,
     wait_until,
 )
-from sandbox import Sandbox
+from helpers.sandbox import Sandbox
 
 PACKAGE = IDENTITY["package_name"]
 # The port of compose's "127.0.0.1:${DB_HOST_PORT:-5432}:5432": the default of the host side.

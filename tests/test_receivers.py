@@ -5,7 +5,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from receivers import OtlpCollector
+
+from helpers.receivers import OtlpCollector
 
 
 def test_the_otlp_collector_keeps_a_real_exporters_spans_with_their_ids_and_parent_link() -> None:

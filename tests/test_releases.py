@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from commands import assert_succeeds
-from matrix import TEMPLATE_ROOT
-from readme import block_with, shell_blocks
-from workflows import machine_environment, report, run_steps, workflow
+
+from helpers.commands import assert_succeeds
+from helpers.matrix import TEMPLATE_ROOT
+from helpers.readme import block_with, shell_blocks
+from helpers.workflows import machine_environment, report, run_steps, workflow
 
 HEADING = re.compile(r"^## (\d+\.\d+\.\d+)(?: \(([^()]*)\))?$", re.MULTILINE)
 COMMIT = re.compile(r"\bcommit ([0-9a-f]{40})\b")

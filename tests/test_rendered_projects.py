@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from artifacts import env_example_names
-from commands import assert_succeeds, run
-from matrix import IDENTITY, defaults
-from pytest_report import outcomes
+
+from helpers.artifacts import env_example_names
+from helpers.commands import assert_succeeds, run
+from helpers.matrix import IDENTITY, defaults
+from helpers.pytest_report import outcomes
 
 
 # The project's own install: every code combination on every Python, in both tiers.

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from resolved_versions import changes, read_table, table
+from helpers.resolved_versions import changes, read_table, table
 
 
 def test_a_moved_release_is_one_line_and_a_smaller_run_is_no_change(tmp_path: Path) -> None:

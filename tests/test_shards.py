@@ -8,14 +8,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from matrix import TEMPLATE_ROOT
-from shards import partition
+
+from helpers.matrix import TEMPLATE_ROOT
+from helpers.shards import partition
 
 # Collected with `--collect-only`, its items written where the variable says (one JSON list of
 # [node id, group] per run), so that a shard's tests are read as the shard selected them.
 PROBE = """\
 import json, os
-from shards import group_of
+from helpers.shards import group_of
 
 def pytest_collection_finish(session):
     with open(os.environ["SHARD_PROBE_OUT"], "w") as out:

@@ -5,8 +5,9 @@ often as the others, so that a behaviour test meets every Python and every pair 
 import itertools
 
 import pytest
-from matrix import choice_questions, code_questions, combinations, pairwise_over_pythons
-from tiers import IMAGES
+
+from helpers.matrix import choice_questions, code_questions, combinations, pairwise_over_pythons
+from helpers.tiers import IMAGES
 
 PYTHONS = choice_questions()["python_version"]
 OTHERS = [q for q in code_questions() if q != "python_version"]

@@ -15,9 +15,10 @@ import re
 from pathlib import Path
 
 import pytest
-from commands import assert_succeeds
-from matrix import TEMPLATE_ROOT
-from workflows import WORKFLOWS, machine_environment, report, run_steps, workflow
+
+from helpers.commands import assert_succeeds
+from helpers.matrix import TEMPLATE_ROOT
+from helpers.workflows import WORKFLOWS, machine_environment, report, run_steps, workflow
 
 SMALL = "-n 0 tests/test_spread.py"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")

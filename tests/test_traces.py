@@ -17,9 +17,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from processes import Watched, app_env, run_process, running_web
-from receivers import OtlpCollector, Span
-from worker_faults import Worker, enqueue, runs_jobs, wait_for_result
+
+from helpers.processes import Watched, app_env, run_process, running_web
+from helpers.receivers import OtlpCollector, Span
+from helpers.worker_faults import Worker, enqueue, runs_jobs, wait_for_result
 
 
 @pytest.fixture

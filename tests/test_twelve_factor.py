@@ -10,11 +10,12 @@ local OTLP collector (receivers.py); the other tests run it with the last two of
 from collections.abc import Iterator
 from pathlib import Path
 
-import probes
 import psycopg
 import pytest
-from processes import app_env
-from receivers import OtlpCollector, SentryProject
+
+from helpers import probes
+from helpers.processes import app_env
+from helpers.receivers import OtlpCollector, SentryProject
 
 
 @pytest.fixture(scope="session")

@@ -20,11 +20,12 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from commands import assert_succeeds, rendered_files
-from matrix import IDENTITY, TEMPLATE_ROOT, choice_questions, defaults, load_copier_yml
-from pipelines import OnHost, run_github_job_steps
-from python_root import in_project
-from readme import commands, shell_blocks
+
+from helpers.commands import assert_succeeds, rendered_files
+from helpers.matrix import IDENTITY, TEMPLATE_ROOT, choice_questions, defaults, load_copier_yml
+from helpers.pipelines import OnHost, run_github_job_steps
+from helpers.python_root import in_project
+from helpers.readme import commands, shell_blocks
 
 OLD_TAG, OLD_COMMIT = "v0.2.0", "d2af6324b930f5f9ef6b77ff568d4586cf7a6e97"
 # The last version to offer Python 3.11.

@@ -10,10 +10,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from processes import Watched, app_env
 from redis import Redis
-from servers import RedisServer
-from worker_faults import (
+
+from helpers.processes import Watched, app_env
+from helpers.servers import RedisServer
+from helpers.worker_faults import (
     Worker,
     enqueue,
     not_json_objects,

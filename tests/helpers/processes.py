@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from artifacts import env_example_names
-from python_root import in_project
-from servers import free_port
+from helpers.artifacts import env_example_names
+from helpers.python_root import in_project
+from helpers.servers import free_port
 
 SECRET_KEY = "s" * 40
 # The variables without a default a service may read besides its backing services' URLs, as the

@@ -8,8 +8,8 @@ rendered models.
 import json
 from pathlib import Path
 
-from probes import package_of
-from processes import run_one_off
+from helpers.probes import package_of
+from helpers.processes import run_one_off
 
 # Each route: method, path, the module of the package it comes with (None: every project has it)
 # and the model of its JSON body (None: no body).

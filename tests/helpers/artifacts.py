@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from matrix import TEMPLATE_ROOT
+
+from helpers.matrix import TEMPLATE_ROOT
 
 # Variables for tools, images and libraries (the Sentry SDK's release), not settings.
 TOOL_VARIABLES = re.compile(r"(PATH|PYTHON\w+|UV_\w+|DOCKER_\w+|POSTGRES_\w+|SENTRY_RELEASE)")

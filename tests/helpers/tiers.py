@@ -26,7 +26,8 @@ template's CI, its nightly run) still catches.
 import zlib
 
 import pytest
-from matrix import combination_id, defaults, pairwise_over_pythons
+
+from helpers.matrix import combination_id, defaults, pairwise_over_pythons
 
 # The salt of the image tests' combinations, which compose's tests share (one build each).
 # ("the images", which put them all on one Django build in the default tier, cost more than

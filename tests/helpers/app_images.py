@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from compose_images import inspect
-from containers import Engine
-from matrix import combination_id
+from helpers.compose_images import inspect
+from helpers.containers import Engine
+from helpers.matrix import combination_id
 
 # Put in the build context as a user's checkout has them; none may reach the image.
 LEAK_CANARIES = {".env": "SECRET_KEY=canary-from-the-build-context\n", ".venv/CANARY": "x"}

@@ -17,7 +17,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_ROOT = Path(__file__).resolve().parents[2]
 # What a rendered project's own checks read, by the end of a rendered file's name.
 CODE_FILES = (".py", ".mako", "pyproject.toml", "Procfile", ".env.example", ".python-version")
 

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import redis
 import yaml
-from commands import assert_succeeds, rendered_files
-from matrix import TEMPLATE_ROOT
-from python_root import in_project
-from sandbox import Sandbox
+
+from helpers.commands import assert_succeeds, rendered_files
+from helpers.matrix import TEMPLATE_ROOT
+from helpers.python_root import in_project
+from helpers.sandbox import Sandbox
 
 GITLAB_CI_LOCAL = TEMPLATE_ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
 # The file gitlab-ci-local reads: the rendered one, less the run jobs' `services:`.

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from python_root import in_project
+from helpers.python_root import in_project
 
 
 def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from matrix import choice_questions
+from helpers.matrix import choice_questions
 
 CACHE = Path(os.environ.get("PYTHON_ROOT_CACHE", "/var/cache/copier-twelve-factor/pythons"))
 ROOT = CACHE / "sid"

@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-from containers import Engine, canonical
-from matrix import TEMPLATE_ROOT
+
+from helpers.containers import Engine, canonical
+from helpers.matrix import TEMPLATE_ROOT
 
 CACHE = Path("/var/cache/copier-twelve-factor/compose-images")
 RECIPE_LABEL = "org.copier-twelve-factor.recipe"

@@ -42,8 +42,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from containers import Engine, unavailable
-from sandbox import Sandbox
+from helpers.containers import Engine, unavailable
+from helpers.sandbox import Sandbox
 
 DOCKER_SHIM = """#!/bin/sh
 # `docker compose ...` as Docker's CLI plugin takes it, run by docker-compose on podman's API.

@@ -18,9 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import resolved_versions
 import yaml
-from matrix import TEMPLATE_ROOT
+
+from helpers import resolved_versions
+from helpers.matrix import TEMPLATE_ROOT
 
 WORKFLOWS = TEMPLATE_ROOT / ".github" / "workflows"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from servers import Postgres, RedisServer
+from helpers.servers import Postgres, RedisServer
 
 # HTTP
 

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 import psycopg
 import redis
 from psycopg import sql
-from servers import Postgres, RedisServer
+
+from helpers.servers import Postgres, RedisServer
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000

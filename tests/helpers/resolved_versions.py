@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from matrix import TEMPLATE_ROOT
+
+from helpers.matrix import TEMPLATE_ROOT
 
 LANDED = TEMPLATE_ROOT / "bench" / "resolved-versions.txt"
 WRITTEN = TEMPLATE_ROOT / "bench" / "results" / "resolved-versions.txt"

@@ -14,10 +14,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from artifacts import env_example_names
-from processes import Running, Watched, procfile, run_one_off, run_process, running_web
-from servers import free_port
-from worker_faults import runs_jobs
+from helpers.artifacts import env_example_names
+from helpers.processes import Running, Watched, procfile, run_one_off, run_process, running_web
+from helpers.servers import free_port
+from helpers.worker_faults import runs_jobs
 
 REQUIRED_LOG_KEYS = {"timestamp", "level", "logger", "message"}
 BELOW_WARNING = {"debug", "info"}

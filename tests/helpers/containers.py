@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from python_root import SUITE as PYTHON_SUITE
-from python_root import host_pythons
+
+from helpers.python_root import SUITE as PYTHON_SUITE
+from helpers.python_root import host_pythons
 
 CACHE = Path(os.environ.get("CONTAINER_CACHE", "/var/cache/copier-twelve-factor/containers"))
 CHROOT = CACHE / "trixie"

@@ -16,10 +16,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from matrix import IDENTITY
-from processes import process_env, procfile, run_one_off, worker_env
-from python_root import in_project
 from redis import Redis
+
+from helpers.matrix import IDENTITY
+from helpers.processes import process_env, procfile, run_one_off, worker_env
+from helpers.python_root import in_project
 
 PACKAGE = IDENTITY["package_name"]
 # Where the example job records the message of each run (the rendered jobs.EXAMPLE_RESULTS).
