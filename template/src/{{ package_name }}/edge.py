@@ -24,7 +24,6 @@ from structlog.contextvars import bound_contextvars
 from .asgi import PROBE_PATHS, ASGIApp, Message, Receive, Scope, Send
 from .failures import answer_for, error_body, log_failure
 from .health import bounded_readiness, liveness
-from .logging import access_log
 from .request_id import HEADER, choose_request_id
 from .request_span import name_request_span
 from .settings import HSTS_SECONDS, Settings
@@ -59,8 +58,7 @@ class Reply:
 
     `ended` is called once with the status (None if no answer began) when the answer is whole,
     before its last bytes go out (so that a client holding its answer finds it counted), or,
-    for an answer never finished, when the edge is done with the request. `access`, given,
-    writes the access line when the answer begins.
+    for an answer never finished, when the edge is done with the request.
     """
 
     def __init__(
@@ -69,13 +67,9 @@ class Reply:
         request_id: str,
         ended: Callable[[int | None], None],
         hsts: bool = False,
-        access: Callable[[Scope, int], None] | None = None,
-        scope: Scope | None = None,
     ) -> None:
         self._send = send
         self._ended = ended
-        self._access = access
-        self._scope = scope
         self.request_id = request_id
         # The edge's own headers, on every answer, replacing any the app set under their names.
         self.own_headers = [(ID_HEADER, request_id.encode()), *([HSTS] if hsts else [])]
@@ -89,7 +83,6 @@ class Reply:
             return
         if message["type"] == "http.response.start":
             self.status = message["status"]
-            self.began(message["status"])
             headers = message.get("headers", [])
             length = next((v for k, v in headers if k.lower() == b"content-length"), None)
             self.unsent = int(length) if length is not None else None
@@ -121,7 +114,6 @@ class Reply:
             return
         self.status = status
         self.closed = True
-        self.began(status)
         length = str(len(payload)).encode()
         headers = self.with_own_headers(
             [(b"content-type", content_type), (b"content-length", length), *extra]
@@ -129,10 +121,6 @@ class Reply:
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         self.finish()
         await self._send({"type": "http.response.body", "body": payload})
-
-    def began(self, status: int) -> None:
-        if self._access is not None and self._scope is not None:
-            self._access(self._scope, status)
 
     def finish(self) -> None:
         if not self.finished:
@@ -164,10 +152,8 @@ class Edge:
         readiness_probes: Mapping[str, Callable[[], object]],
         metrics: bool,
         metrics_allow_ips: Sequence[str],
-        access: Callable[[Scope, int], None] | None = None,
     ) -> None:
         self.app = app
-        self.access = access
         self.framework_app = framework_app
         self.request_timeout = request_timeout
         self.max_body_bytes = max_body_bytes
@@ -211,7 +197,6 @@ class Edge:
             readiness_probes=readiness_probes,
             metrics=settings.metrics,
             metrics_allow_ips=settings.metrics_allow_ips,
-            access=access_log(settings),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -239,7 +224,7 @@ class Edge:
                 name_request_span(scope, route)
 
         hsts = self.tls_in_front and scope["scheme"] == "https"
-        reply = Reply(send, request_id, ended, hsts, self.access, scope)
+        reply = Reply(send, request_id, ended, hsts)
         try:
             with bound_contextvars(request_id=request_id):
                 await self.handle(scope, receive, reply)

@@ -21,7 +21,18 @@ from .started import freeze_startup_objects
 from .tracing import start_tracing
 
 if TYPE_CHECKING:
+    from structlog.typing import EventDict, WrappedLogger
+
     from .asgi import ASGIApp
+
+
+def access_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """Lift the request's fields out of a uvicorn access record into the JSON line."""
+    record = event.get("_record")
+    if record is not None and record.name == "uvicorn.access":
+        _client, method, path, _http_version, status = event["positional_args"]
+        event.update(method=method, path=path, status=status)
+    return event
 
 
 def serve_app() -> ASGIApp:
@@ -31,7 +42,7 @@ def serve_app() -> ASGIApp:
     from .app import create_app
 
     settings = load_settings()
-    configure_logging(settings)
+    configure_logging(settings, server_processors=[access_fields])
     start_error_reports(settings)
     traced = start_tracing(settings)  # before the app's database engine and queue are made
     edge = create_app(settings)
@@ -47,7 +58,7 @@ def drained(_signal: int, _frame: object) -> None:
 
 def main() -> None:
     settings = load_settings()
-    configure_logging(settings)
+    configure_logging(settings, server_processors=[access_fields])
     signal.signal(signal.SIGTERM, drained)
     if settings.metrics:
         # Before the server's processes start: they all write their numbers there (metrics.py).
@@ -58,10 +69,8 @@ def main() -> None:
         host="0.0.0.0",  # noqa: S104 - a twelve-factor process binds every interface of its host
         port=settings.port,
         workers=settings.web_concurrency,
-        # Logging is ours: uvicorn's records propagate to the service's JSON handler, and the
-        # edge writes each request's access line (logging.py).
+        # Logging is ours: uvicorn's records propagate to the service's JSON handler.
         log_config=None,
-        access_log=False,
         # On SIGTERM uvicorn stops accepting and lets in-flight requests finish this long.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
