@@ -136,13 +136,7 @@ class ComposeEngine:
         network whose subnet another one holds. A project that goes `down` and comes `up`
         again frees its subnet in between; the reservation, a lock on a file of SUBNET_LOCKS
         that the system drops with its process, keeps it from another test meanwhile."""
-        listed = self.podman("network", "ls", "--format", "json")
-        assert listed.returncode == 0, listed.stderr
-        held = [
-            ipaddress.ip_network(subnet["subnet"])
-            for network in json.loads(listed.stdout or "[]")
-            for subnet in network.get("subnets") or []
-        ] + self.addressed()
+        held = self.configured() + [subnet for _, subnet in self.addressed()]
         SUBNET_LOCKS.mkdir(exist_ok=True)
         for subnet in FIXED_SUBNETS.subnets(new_prefix=24):
             if any(other.version == 4 and subnet.overlaps(other) for other in held):
@@ -156,20 +150,53 @@ class ComposeEngine:
                 return
         raise AssertionError(f"every /24 of {FIXED_SUBNETS} is held")
 
-    def addressed(self) -> list[ipaddress.IPv4Network]:
-        """The IPv4 networks of the addresses in the engine's network namespace. A network's
-        bridge can outlive its configuration there (a container whose teardown a hard `down`
-        cut short), and podman refuses a subnet an interface holds: "already used on the host"."""
+    def configured(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The subnets of the machine's podman networks (their configurations are shared)."""
+        listed = self.podman("network", "ls", "--format", "json")
+        assert listed.returncode == 0, listed.stderr
+        return [
+            ipaddress.ip_network(subnet["subnet"])
+            for network in json.loads(listed.stdout or "[]")
+            for subnet in network.get("subnets") or []
+        ]
+
+    def addressed(self) -> list[tuple[str, ipaddress.IPv4Network]]:
+        """Each interface of the engine's network namespace with the IPv4 network of each of
+        its addresses. A network's bridge can outlive its configuration there (a container whose
+        teardown a hard `down` cut short, or the teardowns of a project's containers racing
+        netavark 1.4's, which has no lock), and podman refuses a subnet an interface holds:
+        "already used on the host"."""
+        shown = self.in_namespace(IP, "-j", "-4", "addr", "show")
+        return [
+            (interface["ifname"], ipaddress.IPv4Network(
+                f"{address['local']}/{address['prefixlen']}", strict=False
+            ))
+            for interface in json.loads(shown or "[]")
+            for address in interface.get("addr_info", [])
+        ]  # fmt: skip
+
+    def stray_bridges_dropped(self) -> None:
+        """Deletes each bridge of the engine's network namespace whose subnet no podman network
+        holds any longer: what netavark's teardown left behind (`addressed`). Else a project
+        that goes `down` and comes `up` again on its reserved subnet is refused it."""
+        bridges = {link["ifname"] for link in json.loads(
+            self.in_namespace(IP, "-j", "link", "show", "type", "bridge") or "[]"
+        )}  # fmt: skip
+        configured = self.configured()
+        for name, subnet in self.addressed():
+            held = any(other.version == 4 and subnet.overlaps(other) for other in configured)
+            if name in bridges and not held:
+                print(f"dropping {name}, the bridge of a removed network ({subnet})")
+                self.in_namespace(IP, "link", "delete", name)
+
+    def in_namespace(self, *command: str) -> str:
+        """The output of a command run in the engine's network namespace."""
         shown = subprocess.run(
-            ["nsenter", f"--net=/proc/{self.service.pid}/ns/net", IP, "-j", "-4", "addr", "show"],
+            ["nsenter", f"--net=/proc/{self.service.pid}/ns/net", *command],
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert shown.returncode == 0, shown.stderr
-        return [
-            ipaddress.IPv4Network(f"{address['local']}/{address['prefixlen']}", strict=False)
-            for interface in json.loads(shown.stdout or "[]")
-            for address in interface.get("addr_info", [])
-        ]
+        return shown.stdout
 
     def podman(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """podman, through the API: containers, networks and volumes as the service sees them."""
@@ -270,6 +297,7 @@ class ComposeProject:
         if args[:1] != ("up",):
             return self.compose_command(*args, timeout=timeout)
         self.compose.dns_settled()
+        self.compose.stray_bridges_dropped()
         result = self.compose_command(*args, timeout=timeout)
         if result.returncode != 0 and NAME_NOT_RESOLVED in self.logs():
             # netavark's race (the module's text), which the wait above narrows but does not
@@ -278,6 +306,7 @@ class ComposeProject:
             print(f"{self.name}: service names unresolved after `up`: down, and up once more")
             self.compose_command("down", "--timeout", "30", timeout=120)
             self.compose.dns_settled()
+            self.compose.stray_bridges_dropped()
             result = self.compose_command(*args, timeout=timeout)
         return result
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import fcntl
+import json
 import os
 import pty
 import re
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from helpers.python_root import in_project
 
+# The worker's own line once it takes jobs (worker.py's READY).
+WORKER_READY = "worker: ready, taking jobs"
 FENCED_SH = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 HEADING = re.compile(r"^#{1,6} (.+)$", re.MULTILINE)
 
@@ -69,6 +72,16 @@ class Terminal:
     @property
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def said(self, message: str) -> bool:
+        """Whether a process has written a JSON line with this message (honcho's prefix, its
+        time and process name, aside)."""
+        for line in self.output.splitlines():
+            _, bar, logged = line.partition("| ")
+            with contextlib.suppress(ValueError):
+                if bar and json.loads(logged).get("message") == message:
+                    return True
+        return False
 
     def ctrl_c(self, timeout: float) -> int:
         """SIGINT to the foreground process group, as Ctrl-C sends it; the exit status."""
