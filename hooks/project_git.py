@@ -14,3 +14,9 @@ def git(*arguments: str) -> str:
 def kept_copy(name: str) -> Path:
     """A place in the project's git folder, which no update touches."""
     return Path(git("rev-parse", "--git-path", name))
+
+
+def committed(path: str) -> bytes | None:
+    """The file as the project's last commit holds it, byte for byte (None: it holds none)."""
+    shown = subprocess.run(["git", "show", f"HEAD:{path}"], capture_output=True)
+    return shown.stdout if shown.returncode == 0 else None

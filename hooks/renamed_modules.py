@@ -4,32 +4,32 @@ Copier has no notion of a renamed file: an update deletes the old one, edits and
 the new one as the template has it. After such an update this puts back what the user changed:
 a three-way merge of the user's old file (the commit before the update) into the new one, with
 the old version's render of the old file as the base, so each edit lands where it was made and
-an edit the template's change meets is a conflict shown inline, as Copier shows its own. Standard
-library only: it runs on the Python that runs Copier.
+an edit the template's change meets is a conflict shown inline, as Copier shows its own. A
+module the user added to a renamed package, which Copier leaves where it is, moves with the
+package. Standard library only: it runs on the Python that runs Copier.
 
     renamed_modules.py <package> <answers file> <template> <previous version>
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-# Old name -> new name, under src/<package>/.
+from project_git import committed, git
+
+# Old name -> new name, under src/<package>/: modules, then packages (each module in them).
 RENAMED = {
     "services.py": "backing_services.py",
-    "admin/settings_loaded.py": "admin/with_settings.py",
+    "admin/settings_loaded.py": "manage/with_settings.py",
     "django_apps.py": "django_base_settings.py",
 }
+RENAMED_PACKAGES = {"admin/": "manage/"}
 LABELS = ("-L", "before updating", "-L", "last update", "-L", "after updating")
-
-
-def committed(path: str) -> bytes | None:
-    """The file as the commit before the update holds it (None: it had none)."""
-    shown = subprocess.run(["git", "show", f"HEAD:{path}"], capture_output=True)
-    return shown.stdout if shown.returncode == 0 else None
 
 
 def answers_data(answers_file: str) -> str:
@@ -54,14 +54,45 @@ def old_render(answers_file: str, template: str, version: str, into: Path) -> Pa
     return project
 
 
+def new_name(old: str) -> str | None:
+    """A module's name in the new version, if it was renamed."""
+    if old in RENAMED:
+        return RENAMED[old]
+    for before, after in RENAMED_PACKAGES.items():
+        if old.startswith(before):
+            return after + old.removeprefix(before)
+    return None
+
+
+def renamed(package: str) -> dict[str, str]:
+    """Each renamed file the commit before the update holds: its path, and its new one."""
+    prefix = f"src/{package}/"
+    return {
+        path: prefix + new
+        for path in git("ls-tree", "-r", "--name-only", "HEAD", prefix).splitlines()
+        if (new := new_name(path.removeprefix(prefix))) is not None
+    }
+
+
 def main(package: str, answers_file: str, template: str, version: str) -> None:
     moved = {}
-    for old, new in RENAMED.items():
-        old_path, new_path = f"src/{package}/{old}", Path(f"src/{package}/{new}")
-        users = committed(old_path)
-        # Only where the update did the rename: the old file gone, the new one written.
-        if users is not None and not Path(old_path).exists() and new_path.exists():
-            moved[old_path] = (users, new_path)
+    for old_path, new in renamed(package).items():
+        new_path = Path(new)
+        if Path(old_path).exists():
+            # A module of the user's in a renamed package (Copier keeps what it did not write).
+            if new_path.exists():
+                print(f"{old_path} is left where it is: {new_path} exists.")
+            else:
+                new_path.parent.mkdir(parents=True, exist_ok=True)
+                Path(old_path).rename(new_path)
+                print(f"{old_path} is now {new_path}: moved with its package.")
+        elif new_path.exists():  # the update did the rename: the old file gone, the new written
+            moved[old_path] = (committed(old_path), new_path)
+    for before in RENAMED_PACKAGES:
+        left = Path(f"src/{package}/{before}")
+        shutil.rmtree(left / "__pycache__", ignore_errors=True)
+        with contextlib.suppress(OSError):
+            left.rmdir()  # only if nothing else is left in it
     if not moved:
         return
     with tempfile.TemporaryDirectory() as scratch:

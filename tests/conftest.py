@@ -65,29 +65,30 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize over the combinations of the choice questions in copier.yml.
 
-    A test asking for `combination` runs once per combination of the questions the project's
-    own checks can see; one asking for `every_combination`, once per combination of them all
-    but the Python version, at its default. What a Python version changes in the files those
+    A test asking for `code_combination` runs once per combination of the questions the code
+    that the project's own checks run can see, on every Python; one asking for
+    `file_combination`, once per combination of them all (the files a render has), the Python
+    at its default. What a Python version changes in the files those
     tests read is its number (.python-version, the Dockerfile's and CI's image tags), which
     tests of their own check for each version; what it changes in behaviour (the install, the
-    tests, the running service, the image) the `combination` tests see on every version.
+    tests, the running service, the image) the `code_combination` tests see on every version.
     `@pytest.mark.combinations(database="postgresql")` keeps those with the given answers, and
     `where=` a predicate on the combination those for which it holds.
     """
-    for name in ("combination", "every_combination"):
+    for name in ("code_combination", "file_combination"):
         if name not in metafunc.fixturenames:
             continue
         marker = metafunc.definition.get_closest_marker("combinations")
         wanted = dict(marker.kwargs) if marker else {}
         varying = code_questions()
-        if name == "every_combination":  # the Python too where the marker names one
+        if name == "file_combination":  # the Python too where the marker names one
             varying = [q for q in choice_questions() if q != "python_version" or q in wanted]
         where = wanted.pop("where", lambda _: True)
         answered = [c for c in combinations(varying) if all(c[q] == a for q, a in wanted.items())]
         selected = [c for c in answered if where(c)]
         assert selected, f"no combination has the answers {wanted}"
         pairwise = metafunc.definition.get_closest_marker("pairwise")
-        if name == "combination" and pairwise:
+        if name == "code_combination" and pairwise:
             # Chosen among the combinations with the marker's answers, whatever `where` drops, so
             # that tests sharing a salt (one image per combination) share the combinations.
             pythons = {c["python_version"] for c in selected}
@@ -168,10 +169,10 @@ def sync() -> Callable[[Path], Path]:
 
 
 @pytest.fixture
-def project(combination: dict[str, str], render, sync, record_resolved_versions) -> Path:
+def project(code_combination: dict[str, str], render, sync, record_resolved_versions) -> Path:
     """The rendered project of this combination, installed and ready to run."""
-    installed = sync(render(combination))
-    record_resolved_versions(combination_id(combination), installed)
+    installed = sync(render(code_combination))
+    record_resolved_versions(combination_id(code_combination), installed)
     return installed
 
 
@@ -192,16 +193,16 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def service_env(combination: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
+def service_env(code_combination: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
     """The backing-service URLs this combination's project needs, each its own to change."""
     env = {}
-    if combination["database"] == "postgresql":
+    if code_combination["database"] == "postgresql":
         postgres = request.getfixturevalue("postgres")
         env["DATABASE_URL"] = postgres.create_database(
-            combination_id(combination).replace("-", "_").replace(".", "_")
+            combination_id(code_combination).replace("-", "_").replace(".", "_")
         )
-    if combination["worker"] != "none":
+    if code_combination["worker"] != "none":
         env["REDIS_URL"] = request.getfixturevalue("redis_server").allocate(
-            combination_id(combination)
+            combination_id(code_combination)
         )
     return env

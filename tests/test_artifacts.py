@@ -52,17 +52,17 @@ PORT_NUMBER = re.compile(r"(?<![\w.])\d{2,5}(?![\w.])")
 
 
 @pytest.fixture
-def rendered(every_combination: dict[str, str], render) -> Path:
-    return render(every_combination)
+def rendered(file_combination: dict[str, str], render) -> Path:
+    return render(file_combination)
 
 
 def test_each_answer_renders_its_files_and_no_other_answers_files(
-    every_combination: dict[str, str], rendered: Path
+    file_combination: dict[str, str], rendered: Path
 ) -> None:
     for path in ALWAYS:
         assert (rendered / path).is_file(), path
     for (question, answer), paths in PROMISES.items():
-        chosen = every_combination[question] == answer
+        chosen = file_combination[question] == answer
         for path in paths:
             assert (rendered / path).exists() == chosen, f"{path} with {question}={answer}"
 
@@ -72,13 +72,13 @@ def test_dockerfile_passes_hadolint(rendered: Path) -> None:
 
 
 def test_dockerfile_builds_from_the_lock_and_runs_as_non_root(
-    every_combination: dict[str, str], rendered: Path
+    file_combination: dict[str, str], rendered: Path
 ) -> None:
     instructions = dockerfile_instructions(rendered)
     bases = [args for instruction, args in instructions if instruction == "FROM"]
     assert len(bases) >= 2, "not multi-stage"
     for base in bases:
-        assert f"python:{every_combination['python_version']}-slim-trixie" in base
+        assert f"python:{file_combination['python_version']}-slim-trixie" in base
     runs = " ".join(args for instruction, args in instructions if instruction == "RUN")
     assert "uv sync --locked --no-dev" in runs
     assert "--mount=type=cache" in runs
@@ -116,14 +116,14 @@ def test_no_start_command_hard_codes_a_port(rendered: Path) -> None:
 
 
 def test_compose_gives_web_its_port_and_runs_release_before_web_and_worker(
-    every_combination: dict[str, str], rendered: Path
+    file_combination: dict[str, str], rendered: Path
 ) -> None:
     services = compose(rendered)["services"]
     web = services["web"]
     port = web["environment"]["PORT"]
     assert any(mapping.endswith(f":{port}") for mapping in web["ports"])
-    assert ("db" in services) == (every_combination["database"] == "postgresql")
-    assert ("redis" in services) == (every_combination["worker"] != "none")
+    assert ("db" in services) == (file_combination["database"] == "postgresql")
+    assert ("redis" in services) == (file_combination["worker"] != "none")
     if "release" in services:
         for process in ("web", "worker"):
             if process in services:
@@ -134,7 +134,7 @@ def test_compose_gives_web_its_port_and_runs_release_before_web_and_worker(
             assert "healthcheck" in services[name]
 
 
-def test_every_variable_named_is_one_the_settings_read(every_combination, rendered: Path) -> None:
+def test_every_variable_named_is_one_the_settings_read(file_combination, rendered: Path) -> None:
     settings_names = env_example_names(rendered)  # held equal to Settings by the project's tests
     named = dockerfile_env_names(rendered) | ci_env_names(rendered)
     for spec in compose_app_services(rendered).values():
@@ -143,7 +143,7 @@ def test_every_variable_named_is_one_the_settings_read(every_combination, render
     assert unknown == set()
     assert "PORT" in settings_names
     # Flask and Django sign with SECRET_KEY; FastAPI reads none, so it asks for none.
-    assert ("SECRET_KEY" in settings_names) == (every_combination["web_framework"] != "fastapi")
+    assert ("SECRET_KEY" in settings_names) == (file_combination["web_framework"] != "fastapi")
 
 
 @pytest.mark.combinations(ci="github")
@@ -172,7 +172,7 @@ def test_gitlab_ci_matches_its_schema_and_its_scripts_pass_shellcheck(
 
 @pytest.mark.combinations(ci="github")
 def test_github_ci_runs_the_checks_and_builds_the_image(
-    every_combination: dict[str, str], rendered: Path
+    file_combination: dict[str, str], rendered: Path
 ) -> None:
     workflow = yaml.safe_load((rendered / ".github/workflows/ci.yml").read_text())
     assert workflow["permissions"] == {"contents": "read"}
@@ -187,13 +187,13 @@ def test_github_ci_runs_the_checks_and_builds_the_image(
         if "uses" in step:
             assert re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
     services = workflow["jobs"]["test"].get("services", {})
-    assert ("postgres" in services) == (every_combination["database"] == "postgresql")
-    assert ("redis" in services) == (every_combination["worker"] != "none")
+    assert ("postgres" in services) == (file_combination["database"] == "postgresql")
+    assert ("redis" in services) == (file_combination["worker"] != "none")
 
 
 @pytest.mark.combinations(ci="gitlab")
 def test_gitlab_ci_runs_the_checks_and_builds_the_image(
-    every_combination: dict[str, str], rendered: Path
+    file_combination: dict[str, str], rendered: Path
 ) -> None:
     jobs = yaml.safe_load((rendered / ".gitlab-ci.yml").read_text())
     scripts = "\n".join(line for job in jobs.values() if isinstance(job, dict)
@@ -203,8 +203,8 @@ def test_gitlab_ci_runs_the_checks_and_builds_the_image(
         assert check in scripts, check
     assert jobs["test"]["variables"]["UV_COMPILE_BYTECODE"] == "1"
     services = " ".join(s["name"] for s in jobs["test"].get("services", []))
-    assert ("postgres" in services) == (every_combination["database"] == "postgresql")
-    assert ("redis" in services) == (every_combination["worker"] != "none")
+    assert ("postgres" in services) == (file_combination["database"] == "postgresql")
+    assert ("redis" in services) == (file_combination["worker"] != "none")
 
 
 @pytest.mark.combinations(ci="gitlab")

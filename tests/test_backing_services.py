@@ -18,7 +18,7 @@ PASSWORD = "not-to-be-shown"
 
 @pytest.mark.combinations(database="postgresql")
 def test_readyz_turns_503_while_healthz_stays_200_when_postgres_stops(
-    combination, project: Path, service_env: dict[str, str]
+    code_combination, project: Path, service_env: dict[str, str]
 ) -> None:
     database = start_postgres()
     try:

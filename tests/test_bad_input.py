@@ -158,7 +158,7 @@ def check_bad_input_is_refused(project: Path, env: dict[str, str], endpoint: str
 
 @pytest.mark.combinations(database="postgresql")
 def test_bad_input_to_notes_is_a_logged_json_4xx_that_never_echoes_it(
-    combination, project, service_env
+    code_combination, project, service_env
 ):
     env = app_env(project, service_env)
     # Migrated by the release process, so that only the input can be at fault.
@@ -169,7 +169,7 @@ def test_bad_input_to_notes_is_a_logged_json_4xx_that_never_echoes_it(
 
 @pytest.mark.combinations(worker="celery")
 def test_bad_input_to_the_example_job_is_a_logged_json_4xx_that_never_echoes_it(
-    combination, project, service_env
+    code_combination, project, service_env
 ):
     check_bad_input_is_refused(project, app_env(project, service_env), "/jobs/example")
 
@@ -178,7 +178,7 @@ DOCS = ("/docs", "/redoc", "/openapi.json")
 
 
 @pytest.mark.combinations(web_framework="fastapi")
-def test_fastapi_serves_no_api_docs_by_default(combination, project, service_env):
+def test_fastapi_serves_no_api_docs_by_default(code_combination, project, service_env):
     with running_web(project, app_env(project, service_env)) as web:
         replies = {path: get(web.base_url + path, {"X-Request-ID": "docs"}) for path in DOCS}
     problems = {
@@ -190,7 +190,9 @@ def test_fastapi_serves_no_api_docs_by_default(combination, project, service_env
 
 
 @pytest.mark.combinations(web_framework="fastapi")
-def test_fastapi_serves_its_openapi_document_with_api_docs_true(combination, project, service_env):
+def test_fastapi_serves_its_openapi_document_with_api_docs_true(
+    code_combination, project, service_env
+):
     with running_web(project, app_env(project, service_env, API_DOCS="true")) as web:
         reply = get(web.base_url + "/openapi.json")
     assert reply.status == 200, f"/openapi.json answered {reply.status} with API_DOCS=true"
@@ -198,9 +200,9 @@ def test_fastapi_serves_its_openapi_document_with_api_docs_true(combination, pro
 
 
 def test_an_unexpected_error_is_a_json_500_with_its_request_id_and_a_logged_traceback(
-    combination, project, service_env
+    code_combination, project, service_env
 ):
-    failing = with_failing_route(project, combination["web_framework"])
+    failing = with_failing_route(project, code_combination["web_framework"])
     env = app_env(project, service_env, PYTHONPATH=str(failing))
     with running_web(project, env) as web:
         reply = get(web.base_url + "/fail", {"X-Request-ID": "unexpected"})
@@ -212,7 +214,7 @@ def test_an_unexpected_error_is_a_json_500_with_its_request_id_and_a_logged_trac
 
 @pytest.mark.combinations(database="postgresql")
 def test_an_unreachable_database_is_a_json_503_and_one_log_line_without_traceback(
-    combination, project, service_env
+    code_combination, project, service_env
 ):
     closed = {"DATABASE_URL": "postgresql://app:app@127.0.0.1:1/app"}
     with running_web(project, app_env(project, service_env, **closed)) as web:

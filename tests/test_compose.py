@@ -67,9 +67,9 @@ UP_BOUND = 120
 ports = itertools.count(18000, 10)
 
 
-def param(combination: dict[str, str]):
-    name = combination_id(combination)
-    return pytest.param(combination, id=name, marks=pytest.mark.xdist_group(name))
+def param(code_combination: dict[str, str]):
+    name = combination_id(code_combination)
+    return pytest.param(code_combination, id=name, marks=pytest.mark.xdist_group(name))
 
 
 # The image tests' combinations (every pair of answers met): their builds are shared. Field
@@ -437,7 +437,7 @@ def test_readme_compose_line_starts_the_backing_services_the_host_service_reache
 ) -> None:
     """The rendered README's `docker compose up -d db redis`, run as written (the `docker` on
     PATH is compose_runner's), publishes the services where `.env.example` and the README's
-    test block point; the README's setup lines, `admin check` and its tests then run on the host
+    test block point; the README's setup lines, `manage check` and its tests then run on the host
     against them. The test waits for their health checks first, as `up --wait` would: the line
     starts the services and does not wait for them."""
     sandbox = compose_engine.sandbox
@@ -475,7 +475,7 @@ def test_readme_compose_line_starts_the_backing_services_the_host_service_reache
             return result.stdout
 
         setup = "\n".join(commands(block_with(run_it, "honcho start"))[:-1])
-        checked = run(f"{setup}\n{block_with(readme['Admin commands'], 'admin check')}")
+        checked = run(f"{setup}\n{block_with(readme['Admin commands'], 'manage check')}")
         assert "configuration: ok" in checked and "unavailable" not in checked, checked
         (tests,) = readme["Test and lint"]
         # Its outcomes from pytest's report (under /tmp: the Python root reaches it too).

@@ -39,7 +39,7 @@ LONGEST_SLUG = "very-long-service-name-very-long-service-name-very-long"
 # (tests/test_faults_backing_services.py holds the service to it).
 HEALTHZ_SECONDS = 1
 DNS = {(53, "UDP"), (53, "TCP")}
-# The manifests vary with every answer but the Python version, which `every_combination` holds
+# The manifests vary with every answer but the Python version, which `file_combination` holds
 # at its default.
 MANIFESTS_VARY = {"deploy": "kubernetes"}
 # The backing services' URL variables; the processes that connect to each.
@@ -47,8 +47,8 @@ BACKING_SERVICES = {"DATABASE_URL": {"web", "worker", "release"}, "REDIS_URL": {
 
 
 @pytest.fixture
-def rendered(every_combination: dict[str, str], render) -> Path:
-    return render(every_combination)
+def rendered(file_combination: dict[str, str], render) -> Path:
+    return render(file_combination)
 
 
 @pytest.fixture
@@ -383,11 +383,11 @@ def readme_kubernetes_block(project: Path) -> str:
     deploy="kubernetes", database="none", worker="none", web_framework="fastapi"
 )
 def test_the_readmes_image_step_names_the_commit_ci_pushed(
-    every_combination: dict[str, str], rendered: Path, tmp_path: Path
+    file_combination: dict[str, str], rendered: Path, tmp_path: Path
 ) -> None:
     """With CI, the README's step 1 (a `sed` of the overlay), run as written in a committed
     project, makes the overlay roll out the image CI pushed for that commit."""
-    if every_combination["ci"] == "none":
+    if file_combination["ci"] == "none":
         assert "sed -i" not in readme_kubernetes_block(rendered)
         return
     project = shutil.copytree(rendered, tmp_path / "project")
@@ -496,15 +496,15 @@ def test_the_example_secret_command_makes_the_secret_the_workloads_read(
         assert len(values["SECRET_KEY"]) >= 32 and values["SECRET_KEY"] != "change-me"
 
 
-def kubernetes_render(combination: dict[str, str], render) -> Path:
-    return render({**combination, "deploy": "kubernetes"})
+def kubernetes_render(code_combination: dict[str, str], render) -> Path:
+    return render({**code_combination, "deploy": "kubernetes"})
 
 
 @pytest.mark.pairwise
 def test_the_manifests_settings_start_the_service_and_its_probes_answer(
-    combination, project: Path, render, service_env
+    code_combination, project: Path, render, service_env
 ) -> None:
-    base = kustomize_build(kubernetes_render(combination, render) / KUBERNETES / "base")
+    base = kustomize_build(kubernetes_render(code_combination, render) / KUBERNETES / "base")
     (container,) = pod_spec(by_component(base, "Deployment")["web"])["containers"]
     # The ConfigMap's settings, real secrets; PORT is the harness's free port, as the Procfile
     # binding on $PORT is shown elsewhere.
@@ -521,16 +521,16 @@ def test_the_manifests_settings_start_the_service_and_its_probes_answer(
 @pytest.mark.pairwise
 @pytest.mark.combinations(web_framework="django", database="postgresql")
 def test_djangos_deploy_checks_find_nothing_with_the_manifests_settings(
-    combination, project: Path, render, service_env, tmp_path: Path
+    code_combination, project: Path, render, service_env, tmp_path: Path
 ) -> None:
-    """`admin check --deploy --fail-level WARNING`, with the overlay's ConfigMap, the Secret the
+    """`manage check --deploy --fail-level WARNING`, with the overlay's ConfigMap, the Secret the
     example's command makes (its SECRET_KEY generated) and real backing services."""
-    rendered = kubernetes_render(combination, render)
+    rendered = kubernetes_render(code_combination, render)
     overlay = kustomize_build(rendered / KUBERNETES / "overlays/example")
     example = rendered / KUBERNETES / "base/secret.example.yaml"
     variables = {**config_map(overlay), **secret_values(made_secret(example, tmp_path))}
     variables.update(service_env)  # real backing services for the Secret's placeholders
-    command = ["python", "-m", f"{IDENTITY['package_name']}.admin", "check", "--deploy"]
+    command = ["python", "-m", f"{IDENTITY['package_name']}.manage", "check", "--deploy"]
     result = run_one_off(project, [*command, "--fail-level", "WARNING"], variables, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(security." not in result.stdout + result.stderr
@@ -538,9 +538,9 @@ def test_djangos_deploy_checks_find_nothing_with_the_manifests_settings(
 
 @pytest.mark.pairwise
 def test_the_example_secrets_placeholders_are_refused_at_startup(
-    combination, project: Path, render
+    code_combination, project: Path, render
 ) -> None:
-    rendered = kubernetes_render(combination, render)
+    rendered = kubernetes_render(code_combination, render)
     base = kustomize_build(rendered / KUBERNETES / "base")
     placeholders = example_secret(rendered)
     if not placeholders:  # nothing secret to give: the ConfigMap alone starts the service

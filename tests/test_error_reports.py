@@ -44,7 +44,7 @@ def secrets(env: dict[str, str]) -> dict[str, str]:
 
 
 def test_an_unexpected_error_is_one_event_with_its_request_id_and_release_and_no_secret(
-    combination: dict[str, str], project: Path, service_env: dict[str, str], sentry
+    code_combination: dict[str, str], project: Path, service_env: dict[str, str], sentry
 ) -> None:
     env = app_env(project, service_env)
     env = {
@@ -52,7 +52,7 @@ def test_an_unexpected_error_is_one_event_with_its_request_id_and_release_and_no
         **secrets(env),
         "SENTRY_DSN": sentry.dsn,
         "SENTRY_RELEASE": RELEASE,
-        "PYTHONPATH": str(with_failing_route(project, combination["web_framework"])),
+        "PYTHONPATH": str(with_failing_route(project, code_combination["web_framework"])),
     }
     request_id = f"report-{uuid.uuid4().hex[:8]}"
     with running_web(project, env) as web:
@@ -149,7 +149,7 @@ HISTORY_THAT_CRASHES = {
 @pytest.mark.pairwise
 @pytest.mark.combinations(database="postgresql")
 def test_a_release_that_crashes_is_one_event_with_its_release_and_no_secret(
-    combination: dict[str, str], project: Path, service_env: dict[str, str], sentry, postgres
+    code_combination: dict[str, str], project: Path, service_env: dict[str, str], sentry, postgres
 ) -> None:
     """An admin one-off reports as the web and worker do. Its crash here is a history the
     migrations cannot go on from: with Alembic, a rollback's release (the database at a
@@ -158,7 +158,7 @@ def test_a_release_that_crashes_is_one_event_with_its_release_and_no_secret(
     recorded as applied without the one it depends on)."""
     url = postgres.create_database(f"ahead_{uuid.uuid4().hex[:8]}")
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(*HISTORY_THAT_CRASHES[combination["web_framework"]])
+        connection.execute(*HISTORY_THAT_CRASHES[code_combination["web_framework"]])
     env = {**app_env(project, service_env), "DATABASE_URL": url}
     env = {**env, **secrets(env), "SENTRY_DSN": sentry.dsn, "SENTRY_RELEASE": RELEASE}
     released = run_process(project, "release", env)
@@ -176,7 +176,7 @@ def test_a_release_that_crashes_is_one_event_with_its_release_and_no_secret(
 
 @pytest.mark.pairwise
 def test_clients_gone_before_their_answers_make_no_error_line_and_no_event(
-    combination: dict[str, str], project: Path, service_env: dict[str, str], sentry
+    code_combination: dict[str, str], project: Path, service_env: dict[str, str], sentry
 ) -> None:
     """Pipelined requests on connections their client has half-closed: their answers cannot be
     sent, which is the client's doing, not the service's. Then one real error, which is the one
@@ -184,7 +184,7 @@ def test_clients_gone_before_their_answers_make_no_error_line_and_no_event(
     env = {
         **app_env(project, service_env),
         "SENTRY_DSN": sentry.dsn,
-        "PYTHONPATH": str(with_failing_route(project, combination["web_framework"])),
+        "PYTHONPATH": str(with_failing_route(project, code_combination["web_framework"])),
     }
     failing = f"report-{uuid.uuid4().hex[:8]}"
     with running_web(project, env) as web:

@@ -59,11 +59,11 @@ def slow_answers(answers: list[Answer], bound: float) -> list[str]:
 
 
 def test_healthz_answers_200_within_1s_while_64_slow_clients_hold_connections(
-    combination, project: Path, service_env: dict[str, str], record_property
+    code_combination, project: Path, service_env: dict[str, str], record_property
 ) -> None:
     # The default deadline: a small one would answer the trickled bodies (408) mid-test.
     env = fault_env(project, service_env, REQUEST_TIMEOUT_SECONDS="10")
-    slow_body = post_path(combination)
+    slow_body = post_path(code_combination)
     with (
         running_web(project, env) as web,
         SlowClients(web.base_url, header_clients=32, body_clients=32, body_path=slow_body) as slow,
@@ -97,7 +97,7 @@ def lock_waiters(lock: psycopg.Connection) -> int:
 
 @pytest.mark.combinations(database="postgresql")
 def test_healthz_answers_and_blocked_requests_get_json_503_by_their_deadline_while_every_database_connection_waits_on_a_lock(  # noqa: E501 - the name says what it checks
-    combination, project: Path, service_env: dict[str, str], record_property
+    code_combination, project: Path, service_env: dict[str, str], record_property
 ) -> None:
     env = fault_env(project, service_env, WEB_THREADS=str(WEB_THREADS))
     released(project, env)
@@ -147,7 +147,7 @@ RECOVERY_BOUND = 10
 
 @pytest.mark.combinations(database="postgresql")
 def test_frozen_postgres_gives_readyz_503_in_2s_and_notes_json_503_by_the_deadline_then_recovers_in_the_same_process(  # noqa: E501 - the name says what it checks
-    combination, project: Path, service_env: dict[str, str], record_property
+    code_combination, project: Path, service_env: dict[str, str], record_property
 ) -> None:
     database = start_postgres()  # the test's own: freezing it disturbs no other test
     try:
@@ -187,11 +187,11 @@ def test_frozen_postgres_gives_readyz_503_in_2s_and_notes_json_503_by_the_deadli
 
 @pytest.mark.combinations(worker="celery")
 def test_with_redis_down_readyz_and_notes_stay_200_and_enqueueing_gives_json_503_by_the_deadline(
-    combination, project: Path, service_env: dict[str, str], record_property
+    code_combination, project: Path, service_env: dict[str, str], record_property
 ) -> None:
     with dedicated_redis() as redis:
         env = fault_env(project, service_env, REDIS_URL=redis.allocate("faults"))
-        if combination["database"] != "none":
+        if code_combination["database"] != "none":
             released(project, env)
         with running_web(project, env) as web:
             # The client holds a live connection when Redis goes, as in production.
@@ -199,7 +199,7 @@ def test_with_redis_down_readyz_and_notes_stay_200_and_enqueueing_gives_json_503
             assert enqueued.status == 202, f"enqueueing with Redis up: {enqueued}"
             redis.stop()
             readyz = request(web.base_url, "GET", "/readyz", timeout=3)
-            has_notes = combination["database"] != "none"
+            has_notes = code_combination["database"] != "none"
             notes = request(web.base_url, "GET", "/notes", timeout=3) if has_notes else None
             job = request(
                 web.base_url,

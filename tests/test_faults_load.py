@@ -47,7 +47,7 @@ KEEP_ALIVE_CONNECTIONS = 16
 
 
 def combination_of(**answers: str) -> dict[str, str]:
-    """The combination (as the `combination` fixture gives it) with these answers."""
+    """The combination (as the `code_combination` fixture gives it) with these answers."""
     (found,) = [
         c for c in combinations(code_questions()) if all(c[q] == a for q, a in answers.items())
     ]
@@ -174,9 +174,9 @@ def at_the_limit(base_url: str, path: str) -> list[str]:
 
 @pytest.mark.pairwise
 def test_bodies_over_max_body_bytes_get_413_json_unread_and_a_body_at_the_limit_is_served(
-    combination, project: Path, service_env: dict[str, str]
+    code_combination, project: Path, service_env: dict[str, str]
 ) -> None:
-    path = post_path(combination)
+    path = post_path(code_combination)
     with running_web(project, app_env(project, service_env)) as web:
         problems = {
             "Content-Length 50 MB": declared_over_limit(web.base_url, path),
@@ -216,7 +216,7 @@ def attack(
 @pytest.mark.once  # a field test: on each framework in the full tier
 @pytest.mark.combinations(database="postgresql", worker="none", python_version=PYTHON)
 def test_six_parallel_50_mb_posts_keep_the_web_under_512_mib_and_healthz_answering(
-    combination, project: Path, service_env: dict[str, str], record_property
+    code_combination, project: Path, service_env: dict[str, str], record_property
 ) -> None:
     body = load.json_text_body(ATTACK_BYTES)
     outcomes: list[str] = []
@@ -267,9 +267,9 @@ def sigterm_env(project: Path, service_env: dict[str, str], framework: str, slow
 @pytest.mark.once  # a field test: on each framework in the full tier
 @pytest.mark.combinations(database="none", worker="none", python_version=PYTHON)
 def test_sigterm_on_one_web_worker_drains_the_request_in_flight_then_exits_0(
-    combination, project: Path, service_env: dict[str, str]
+    code_combination, project: Path, service_env: dict[str, str]
 ) -> None:
-    env = sigterm_env(project, service_env, combination["web_framework"], slow=2)
+    env = sigterm_env(project, service_env, code_combination["web_framework"], slow=2)
     statuses: list[object] = []
     with running_web(project, env) as web:
         in_flight = threading.Thread(target=get_slow, args=(web.base_url, statuses))
@@ -315,9 +315,9 @@ def send_get(connection: http.client.HTTPConnection, path: str) -> str | None:
 @pytest.mark.once  # a field test: on each framework in the full tier
 @pytest.mark.combinations(database="none", worker="none", python_version=PYTHON)
 def test_requests_on_kept_alive_connections_after_sigterm_get_connection_close_or_a_clean_close(
-    combination, project: Path, service_env: dict[str, str], record_property
+    code_combination, project: Path, service_env: dict[str, str], record_property
 ) -> None:
-    env = sigterm_env(project, service_env, combination["web_framework"], slow=3)
+    env = sigterm_env(project, service_env, code_combination["web_framework"], slow=3)
     statuses: list[object] = []
     with running_web(project, env) as web:
         address = urlsplit(web.base_url)

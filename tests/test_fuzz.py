@@ -100,14 +100,14 @@ def web_logging_to(log: Path, project: Path) -> list[str]:
     database="postgresql", worker="celery", python_version=defaults()["python_version"]
 )
 def test_fuzzed_requests_get_no_5xx_and_only_json_errors(
-    combination, project: Path, service_env, tmp_path: Path, record_property
+    code_combination, project: Path, service_env, tmp_path: Path, record_property
 ) -> None:
     env = app_env(project, service_env, API_DOCS="true")
     release = run_process(project, "release", env)
     assert release.returncode == 0, release.stderr
     log = tmp_path / "web.log"
     with running_web(project, env, web_logging_to(log, project)) as web:
-        if combination["web_framework"] == "fastapi":
+        if code_combination["web_framework"] == "fastapi":
             with urllib.request.urlopen(f"{web.base_url}/openapi.json", timeout=10) as answer:
                 document = json.load(answer)
         else:

@@ -59,26 +59,26 @@ def writable_paths(process: str) -> list[str]:
 
 
 @pytest.fixture
-def project(combination: dict[str, str], render, sync) -> Path:
+def project(code_combination: dict[str, str], render, sync) -> Path:
     """Rendered with the combination's own slug, as compose's tests render it (one build)."""
-    return sync(render({**combination, "project_slug": slug(combination)}))
+    return sync(render({**code_combination, "project_slug": slug(code_combination)}))
 
 
 @pytest.fixture
-def image(combination: dict[str, str], project: Path) -> Built:
+def image(code_combination: dict[str, str], project: Path) -> Built:
     """The combination's image on the host's podman, built once per test process."""
-    built = app_image(engine(), project, combination)
-    record(combination, build_seconds=round(built.seconds, 1))
+    built = app_image(engine(), project, code_combination)
+    record(code_combination, build_seconds=round(built.seconds, 1))
     return built
 
 
-def record(combination: dict[str, str], **measured: object) -> None:
+def record(code_combination: dict[str, str], **measured: object) -> None:
     """Merge measurements into bench/results/images.json (test processes share it)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with (RESULTS.parent / ".images.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        results.setdefault(combination_id(combination), {}).update(measured)
+        results.setdefault(combination_id(code_combination), {}).update(measured)
         RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
@@ -201,11 +201,11 @@ def web_arguments(project: Path, service_env: dict[str, str], port: int) -> list
 
 
 def test_web_container_serves_from_a_read_only_root_as_uid_10001_names_its_commit_and_drains(
-    combination: dict[str, str], project: Path, image: Built, service_env: dict[str, str]
+    code_combination: dict[str, str], project: Path, image: Built, service_env: dict[str, str]
 ) -> None:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    slow = slow_route_in_web_only(project, combination["web_framework"])
+    slow = slow_route_in_web_only(project, code_combination["web_framework"])
     arguments = [*web_arguments(project, service_env, port), "-v", f"{slow}:/slow:ro"]
     start = time.perf_counter()
     with container(engine(), image.reference, "web", *arguments, "-e", "PYTHONPATH=/slow") as web:
@@ -232,7 +232,7 @@ def test_web_container_serves_from_a_read_only_root_as_uid_10001_names_its_commi
             thread.join(timeout=30)
         stdout, stderr = web.logs()
     record(
-        combination,
+        code_combination,
         healthy_seconds=round(healthy_in, 2),
         stop_seconds=round(stop_seconds, 2),
         load_average=round(os.getloadavg()[0], 1),
@@ -250,7 +250,7 @@ def test_web_container_serves_from_a_read_only_root_as_uid_10001_names_its_commi
 
 
 def test_readme_docker_run_line_serves_the_image_with_the_env_file(
-    combination: dict[str, str], project: Path, image: Built, service_env: dict[str, str],
+    code_combination: dict[str, str], project: Path, image: Built, service_env: dict[str, str],
     tmp_path: Path,
 ) -> None:  # fmt: skip
     """The README's `docker run` line with the `.env` its "Run it" block makes (a secret of
@@ -300,7 +300,7 @@ SECRET_NAMES = re.compile(r"SECRET|PASSWORD|TOKEN|DATABASE_URL|REDIS_URL", re.I)
 
 
 def test_image_holds_the_virtual_environment_only_within_its_size_budget(
-    combination: dict[str, str], project: Path, image: Built
+    code_combination: dict[str, str], project: Path, image: Built
 ) -> None:
     found = engine()
     files = image_files(found, image.reference)
@@ -322,7 +322,7 @@ def test_image_holds_the_virtual_environment_only_within_its_size_budget(
     (base,) = {r for r in base_images((project / "Dockerfile").read_text()) if "/python:" in r}
     base_size = found.image_size(base, build=True)
     size = found.image_size(image.reference)
-    record(combination, image_bytes=size, base_bytes=base_size, venv_bytes=venv)
+    record(code_combination, image_bytes=size, base_bytes=base_size, venv_bytes=venv)
     assert size <= SIZE_BUDGET * (base_size + venv), (
         f"{size / 1e6:.0f} MB, over {SIZE_BUDGET} x (base {base_size / 1e6:.0f} MB"
         f" + environment {venv / 1e6:.0f} MB)"
@@ -339,7 +339,7 @@ MIGRATIONS_APPLIED = {
 
 @pytest.mark.combinations(where=lambda c: c["database"] != "none" or c["worker"] != "none")
 def test_release_migrates_and_the_worker_runs_a_job_posted_to_web_all_in_containers(
-    combination: dict[str, str], project: Path, image: Built, service_env: dict[str, str]
+    code_combination: dict[str, str], project: Path, image: Built, service_env: dict[str, str]
 ) -> None:
     found = engine()
     commands = procfile(project)
@@ -351,7 +351,7 @@ def test_release_migrates_and_the_worker_runs_a_job_posted_to_web_all_in_contain
         )  # fmt: skip
         assert release.returncode == 0, f"release:\n{release.stdout}\n{release.stderr}"
         with psycopg.connect(service_env["DATABASE_URL"]) as connection:
-            (applied,) = connection.execute(MIGRATIONS_APPLIED[combination["web_framework"]])
+            (applied,) = connection.execute(MIGRATIONS_APPLIED[code_combination["web_framework"]])
         assert applied[0], "release ran but recorded no migration"
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"

@@ -72,10 +72,10 @@ def resolved_direct(project: Path) -> str:
 @pytest.mark.full_tier("the same checks on today's releases: 'Test and lint', everywhere")
 @pytest.mark.pairwise("lowest")
 def test_its_checks_pass_on_the_oldest_releases_its_ranges_allow(
-    combination: dict[str, str], render, service_env: dict[str, str], tmp_path: Path
+    code_combination: dict[str, str], render, service_env: dict[str, str], tmp_path: Path
 ) -> None:
     project = tmp_path / "project"
-    shutil.copytree(render(combination), project, ignore=shutil.ignore_patterns(*NOT_RENDERED))
+    shutil.copytree(render(code_combination), project, ignore=shutil.ignore_patterns(*NOT_RENDERED))
     report = tmp_path / "pytest-report.xml"
     # UV_RESOLUTION: `uv run` keeps this resolution (else it would re-lock at the newest).
     env = {**os.environ, **service_env, "CI": "true", "UV_RESOLUTION": "lowest-direct"}

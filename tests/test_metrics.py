@@ -100,9 +100,9 @@ def counting_processes(directory: Path) -> set[str]:
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_metrics_count_each_request_sent_by_route_template_whichever_process_served_it(
-    combination: dict[str, str], project: Path, env: dict[str, str], processes: int, tmp_path
+    code_combination: dict[str, str], project: Path, env: dict[str, str], processes: int, tmp_path
 ) -> None:
-    if combination["database"] != "none":
+    if code_combination["database"] != "none":
         assert run_process(project, "release", env).returncode == 0
     sent: dict[tuple[str, str, int], int] = {}
     # More log lines than a pipe holds: to a file (load.logging_to).
@@ -127,11 +127,11 @@ def test_metrics_count_each_request_sent_by_route_template_whichever_process_ser
         for _ in range(40):
             assert web.get("/healthz")[0] == 200
         sent["/healthz", "GET", 200] += 40
-        if combination["database"] != "none":
+        if code_combination["database"] != "none":
             for number in range(5):
                 assert post(web, "/notes", {"text": f"note {number}"}) == 201
             sent["/notes", "POST", 201] = 5
-        if combination["worker"] != "none":
+        if code_combination["worker"] != "none":
             for number in range(5):
                 assert post(web, "/jobs/example", {"message": f"job {number}"}) == 202
             sent["/jobs/example", "POST", 202] = 5
@@ -147,7 +147,10 @@ def test_metrics_count_each_request_sent_by_route_template_whichever_process_ser
             assert samples["http_request_duration_seconds_count", timed] == sent[timed_key]
             # Only the scrape itself is in flight, in whichever process answers it.
             assert samples["http_requests_in_flight", frozenset()] == 1
-            if combination["database"] != "none" and combination["web_framework"] != "django":
+            if (
+                code_combination["database"] != "none"
+                and code_combination["web_framework"] != "django"
+            ):
                 # Each server process's pool, added up over the processes (Django has none).
                 pool = samples["db_pool_connections_size", frozenset()]
                 assert pool == processes * WEB_THREADS

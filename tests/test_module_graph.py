@@ -46,8 +46,10 @@ def imports_within(package: Path) -> dict[str, set[str]]:
 
 
 @pytest.mark.combinations(python_version=defaults()["python_version"])
-def test_the_rendered_package_has_no_import_circle(combination: dict[str, str], render) -> None:
-    package = render(combination) / "src" / IDENTITY["package_name"]
+def test_the_rendered_package_has_no_import_circle(
+    code_combination: dict[str, str], render
+) -> None:
+    package = render(code_combination) / "src" / IDENTITY["package_name"]
     graph = imports_within(package)
     assert len(graph) > 10, sorted(graph)  # the package was read
     try:

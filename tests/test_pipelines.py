@@ -54,8 +54,8 @@ def ci_sandbox():
 
 
 @pytest.fixture
-def rendered(every_combination: dict[str, str], render) -> Path:
-    return render(every_combination)
+def rendered(file_combination: dict[str, str], render) -> Path:
+    return render(file_combination)
 
 
 def overlay_image(project: Path) -> str | None:
@@ -209,11 +209,11 @@ def test_the_image_pushed_is_the_one_the_overlay_and_readme_name(render, ci: str
 
 @pytest.mark.combinations(ci="github")
 def test_github_workflow_depends_only_on_the_database_and_worker_answers(
-    every_combination: dict[str, str], render
+    file_combination: dict[str, str], render
 ) -> None:
     """So the steps run above cover every workflow the template renders."""
-    baseline = {**defaults(), **{q: every_combination[q] for q in ("database", "worker")}}
-    mine = (render(every_combination) / ".github/workflows/ci.yml").read_text()
+    baseline = {**defaults(), **{q: file_combination[q] for q in ("database", "worker")}}
+    mine = (render(file_combination) / ".github/workflows/ci.yml").read_text()
     assert mine == (render(baseline) / ".github/workflows/ci.yml").read_text()
 
 
@@ -227,9 +227,9 @@ def test_github_workflow_depends_only_on_the_database_and_worker_answers(
 @pytest.mark.pairwise
 @pytest.mark.combinations(where=lambda c: c["python_version"] not in root_pythons())
 def test_gitlab_test_job_passes_under_gitlab_ci_local(
-    combination: dict[str, str], project: Path, render, ci_sandbox: Sandbox, tmp_path: Path
+    code_combination: dict[str, str], project: Path, render, ci_sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    gitlab_render = render({**combination, "ci": "gitlab", "repository": REPOSITORY})
+    gitlab_render = render({**code_combination, "ci": "gitlab", "repository": REPOSITORY})
     assert differences_beyond_ci(project, gitlab_render) == []
     job = gitlab_pipeline(gitlab_render)["test"]
     start_backing_services(ci_sandbox, gitlab_postgres_variables(job))

@@ -95,9 +95,9 @@ def compose_services(project: Path, sandbox: Sandbox) -> dict[str, int]:
 
 
 @pytest.fixture
-def terminal_env(project: Path, combination: dict[str, str]) -> dict[str, str]:
+def terminal_env(project: Path, code_combination: dict[str, str]) -> dict[str, str]:
     """A developer's shell, plus a test-only /slow route (sitecustomize) to have in flight."""
-    slow = probes.with_slow_route(project, combination["web_framework"], seconds=1)
+    slow = probes.with_slow_route(project, code_combination["web_framework"], seconds=1)
     return {**os.environ, "PYTHONPATH": str(slow)}
 
 
@@ -115,12 +115,17 @@ def run_in_sandbox(
 
 @pytest.mark.pairwise
 def test_run_block_serves_and_ctrl_c_loses_no_request_and_no_job(
-    combination, project: Path, sandbox: Sandbox, compose_services, terminal_env, tmp_path: Path
+    code_combination,
+    project: Path,
+    sandbox: Sandbox,
+    compose_services,
+    terminal_env,
+    tmp_path: Path,
 ) -> None:
     blocks = shell_blocks(project / "README.md")["Run it"]
     run = block_with(blocks, "honcho start")
     curl = commands(block_with(blocks, "curl"))
-    worker = combination["worker"] != "none"
+    worker = code_combination["worker"] != "none"
     message = f"readme-{uuid.uuid4()}"
 
     def curl_answers() -> bool:
@@ -248,7 +253,7 @@ def test_own_services_lines_in_env_take_the_users_database_and_redis(
     project: Path, sandbox: Sandbox, compose_services
 ) -> None:
     """The README's lines for a PostgreSQL and Redis the user already runs, its placeholders
-    filled in, set in `.env` where it says: the setup and `admin check` then reach them. The
+    filled in, set in `.env` where it says: the setup and `manage check` then reach them. The
     user's database is another than compose's, which is gone: only the line can name it."""
     blocks = shell_blocks(project / "README.md")
     own = block_with(blocks["Run it"], "HOST:")
@@ -266,7 +271,7 @@ def test_own_services_lines_in_env_take_the_users_database_and_redis(
     setup = setup_lines(project).splitlines()
     made = next(i for i, line in enumerate(setup) if line.startswith("cp .env.example .env"))
     setup.insert(made + 1, f"cat >> .env <<'END'\n{filled.strip()}\nEND")
-    check = block_with(blocks["Admin commands"], "admin check")
+    check = block_with(blocks["Admin commands"], "manage check")
     result = run_in_sandbox(sandbox, "\n".join(setup) + "\n" + check, project, os.environ)
     assert "configuration: ok" in result.stdout and "unavailable" not in result.stdout, (
         result.stdout

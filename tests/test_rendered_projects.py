@@ -16,7 +16,7 @@ from helpers.pytest_report import outcomes
 
 # The project's own install: every code combination on every Python, in both tiers.
 @pytest.mark.everywhere
-def test_installs_from_its_lock_on_the_chosen_python(combination, project: Path) -> None:
+def test_installs_from_its_lock_on_the_chosen_python(code_combination, project: Path) -> None:
     version = assert_succeeds(
         [
             "uv",
@@ -28,7 +28,7 @@ def test_installs_from_its_lock_on_the_chosen_python(combination, project: Path)
         ],
         project,
     ).stdout.strip()
-    assert version == combination["python_version"]
+    assert version == code_combination["python_version"]
     assert (project / "src" / IDENTITY["package_name"] / "__init__.py").is_file()
 
 

@@ -53,13 +53,13 @@ def log_lines(text: str) -> list[dict]:
 
 
 def test_a_callers_trace_holds_each_request_with_its_sql_job_redis_spans_and_logs_a_release_its_own(
-    combination: dict[str, str], project: Path, service_env: dict[str, str], collector
+    code_combination: dict[str, str], project: Path, service_env: dict[str, str], collector
 ) -> None:
     """Each request of a caller's trace is a span of it, named by its route, with its SQL, the
     job it enqueues, the job's run and the job's Redis commands; the log lines written in them
     carry their ids. The release run before, a one-off, is one trace of its own."""
-    database = combination["database"] == "postgresql"
-    worker = combination["worker"] == "celery"
+    database = code_combination["database"] == "postgresql"
+    worker = code_combination["worker"] == "celery"
     trace_id, caller = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     # The caller's own span, as a client or a proxy in front of the service sends it.
     headers = {"traceparent": f"00-{trace_id}-{caller}-01"}

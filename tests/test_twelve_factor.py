@@ -54,10 +54,10 @@ def test_iii_no_settings_chosen_by_environment_name(project: Path) -> None:
 
 
 def test_ix_sigterm_lets_in_flight_requests_finish(
-    combination, project, env_all_on, record_property
+    code_combination, project, env_all_on, record_property
 ):
     result = probes.probe_sigterm_drains_in_flight_requests(
-        project, env_all_on, combination["web_framework"]
+        project, env_all_on, code_combination["web_framework"]
     )
     record_property("shutdown", result)
 
@@ -73,7 +73,7 @@ def test_vii_xi_vi_serves_on_its_port_in_json_lines_writing_no_file(
 
 @pytest.mark.combinations(database="postgresql")
 def test_v_only_the_release_process_migrates(
-    combination, project: Path, env_all_on, postgres
+    code_combination, project: Path, env_all_on, postgres
 ) -> None:
     url = postgres.create_database(f"release_{abs(hash(str(project)))}")
 
@@ -85,10 +85,10 @@ def test_v_only_the_release_process_migrates(
     probes.probe_only_release_migrates(project, {**env_all_on, "DATABASE_URL": url}, tables)
 
 
-def test_xii_admin_commands_run_as_one_offs(combination, project: Path, env) -> None:
+def test_xii_admin_commands_run_as_one_offs(code_combination, project: Path, env) -> None:
     down = {}
-    if combination["database"] != "none":
+    if code_combination["database"] != "none":
         down["DATABASE_URL"] = "postgresql://app:app@127.0.0.1:1/app"
-    if combination["worker"] != "none":
+    if code_combination["worker"] != "none":
         down["REDIS_URL"] = "redis://127.0.0.1:1/0"
     probes.probe_admin_commands_are_one_offs(project, env, down)

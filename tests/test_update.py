@@ -624,7 +624,7 @@ def test_a_switch_to_django_moves_the_notes_alembic_made_into_djangos_table(
     project = render(template_repo, tmp_path / "project", answers)
     url = postgres.create_database("switch_to_django")
     env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "s" * 50, "ALLOWED_HOSTS": "localhost"}
-    migrate = ["uv", "run", "python", "-m", f"{PACKAGE}.admin", "migrate"]
+    migrate = ["uv", "run", "python", "-m", f"{PACKAGE}.manage", "migrate"]
     assert_succeeds(migrate, project, env=env)
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("INSERT INTO notes (text) VALUES ('first'), ('second')")
@@ -701,7 +701,7 @@ RENAMED_EDITS = {
          '    "django.contrib.admin",\n    "django.contrib.humanize",  # ours\n'),
     ),
     "flask": (
-        "admin/settings_loaded.py", "admin/with_settings.py",
+        "admin/settings_loaded.py", "manage/with_settings.py",
         ("    @functools.wraps(command)\n",
          "    # Ours: every command's start.\n    @functools.wraps(command)\n"),
     ),
@@ -720,13 +720,16 @@ def test_an_update_across_0_10_0_carries_the_users_edits_to_each_renamed_module(
     versioned_template: Path, tmp_path: Path, framework: str, copier_version: str
 ) -> None:
     """Copier takes a renamed file for one deleted and one added, and drops the user's edits of
-    the old; hooks/renamed_modules.py merges them into the new, a clash shown inline."""
+    the old; hooks/renamed_modules.py merges them into the new, a clash shown inline, and moves
+    a module the user added to the renamed `admin/` package to `manage/`."""
     answers = {"web_framework": framework, "database": "postgresql", "worker": "celery"}
     project = render(versioned_template, tmp_path / "project", answers, ref=RELEASED_TAG)
     package = project / "src" / PACKAGE
     old, new, (before, after) = RENAMED_EDITS[framework]
     edit(package / old, before, after)
     edit(package / "services.py", *SERVICES_EDIT)
+    ours = '"""A command of ours."""\n'
+    (package / "admin" / "ours.py").write_text(ours)
     commit_all(project, "our edits")
 
     copier(COPIER_VERSIONS[copier_version], "update", "--trust", cwd=project)
@@ -739,3 +742,5 @@ def test_an_update_across_0_10_0_carries_the_users_edits_to_each_renamed_module(
     # Where the template changed the same line, both sides, between markers.
     services = (package / "backing_services.py").read_text()
     assert SERVICES_EDIT[1] in services and "def connect(settings: Settings)" in services
+    assert (package / "manage" / "ours.py").read_text() == ours
+    assert not (package / "admin").exists(), sorted((package / "admin").rglob("*"))

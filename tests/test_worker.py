@@ -49,7 +49,7 @@ def env(project: Path, service_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.combinations(worker="celery")
 def test_a_job_within_the_grace_period_finishes_before_the_worker_exits(
-    combination, project: Path, env: dict[str, str]
+    code_combination, project: Path, env: dict[str, str]
 ) -> None:
     message = f"short-{uuid.uuid4()}"
     worker = Watched(project, "worker", env)
@@ -68,7 +68,7 @@ def test_a_job_within_the_grace_period_finishes_before_the_worker_exits(
 
 @pytest.mark.combinations(worker="celery")
 def test_a_job_cut_off_by_shutdown_goes_back_to_the_queue_and_runs_on_the_next_worker(
-    combination, project: Path, env: dict[str, str]
+    code_combination, project: Path, env: dict[str, str]
 ) -> None:
     message = f"long-{uuid.uuid4()}"
     first = Watched(project, "worker", env)
@@ -96,7 +96,7 @@ def test_a_job_cut_off_by_shutdown_goes_back_to_the_queue_and_runs_on_the_next_w
 
 @pytest.mark.combinations(worker="celery")
 def test_a_job_whose_whole_worker_is_killed_runs_again_within_job_redelivery_seconds(
-    combination, project: Path, service_env: dict[str, str], record_property
+    code_combination, project: Path, service_env: dict[str, str], record_property
 ) -> None:
     redelivery, seconds = 4, 1.5
     bound = redelivery + REDELIVERY_MARGIN_SECONDS
@@ -129,7 +129,7 @@ def test_a_job_whose_whole_worker_is_killed_runs_again_within_job_redelivery_sec
 
 @pytest.mark.combinations(worker="celery")
 def test_a_job_over_the_time_limit_is_stopped_unrecorded_and_the_worker_takes_the_next(
-    combination, project: Path, service_env: dict[str, str]
+    code_combination, project: Path, service_env: dict[str, str]
 ) -> None:
     limit, seconds = 1, 4
     env = app_env(project, service_env, JOB_TIME_LIMIT_SECONDS=str(limit))
@@ -152,7 +152,7 @@ def test_a_job_over_the_time_limit_is_stopped_unrecorded_and_the_worker_takes_th
 
 @pytest.mark.combinations(worker="celery")
 def test_a_time_limit_not_below_the_redelivery_time_stops_the_worker_naming_both_variables(
-    combination, project: Path, service_env: dict[str, str]
+    code_combination, project: Path, service_env: dict[str, str]
 ) -> None:
     # Equal is refused too: a job still running when it is handed out again would run twice.
     for limit, redelivery in (("5", "5"), ("6", "5")):
@@ -175,7 +175,7 @@ def test_a_time_limit_not_below_the_redelivery_time_stops_the_worker_naming_both
 
 @pytest.mark.combinations(worker="celery")
 def test_a_taken_metrics_port_stops_the_worker_with_one_message_naming_the_variable(
-    combination, project: Path, service_env: dict[str, str]
+    code_combination, project: Path, service_env: dict[str, str]
 ) -> None:
     """Two workers on one host (or pod) told the same WORKER_METRICS_PORT: the second stops."""
     with socket.create_server(("", 0)) as taken:
@@ -193,7 +193,7 @@ def test_a_taken_metrics_port_stops_the_worker_with_one_message_naming_the_varia
 
 @pytest.mark.combinations(worker="celery")
 def test_with_metrics_off_the_worker_leaves_a_taken_metrics_port_alone_and_runs_jobs(
-    combination, project: Path, service_env: dict[str, str]
+    code_combination, project: Path, service_env: dict[str, str]
 ) -> None:
     """METRICS=false: the worker serves no numbers, so the port that stops it when on (above)
     is nobody's business, and its jobs run on Celery's own task class (jobs.create_queue)."""
@@ -214,7 +214,7 @@ def test_with_metrics_off_the_worker_leaves_a_taken_metrics_port_alone_and_runs_
 
 @pytest.mark.combinations(worker="celery")
 def test_the_worker_writes_json_lines_only_and_no_stderr_through_a_killed_pool_and_a_time_limit(
-    combination, project: Path, service_env: dict[str, str]
+    code_combination, project: Path, service_env: dict[str, str]
 ) -> None:
     """Start, a job over the time limit, a job, a pool process killed mid-job, SIGTERM mid-job."""
     env = app_env(project, service_env, JOB_TIME_LIMIT_SECONDS="2", SHUTDOWN_GRACE_SECONDS="1")
@@ -275,7 +275,7 @@ PAUSE_SECONDS = 20
 @pytest.mark.full_tier("a job whose whole worker is killed runs again (the requeue)")
 @pytest.mark.combinations(worker="celery")
 def test_a_job_whose_redis_write_fails_runs_again_once_redis_takes_writes(
-    combination, project: Path, service_env: dict[str, str], record_property
+    code_combination, project: Path, service_env: dict[str, str], record_property
 ) -> None:
     """Redis taking no writes for a while (as in a failover; CLIENT PAUSE WRITE here): the job
     running then fails its own write, and must not be acknowledged as failed when Redis takes

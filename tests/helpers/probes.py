@@ -363,13 +363,13 @@ def admin_commands(project: Path) -> list[str]:
     lays them out): Django's management commands of its package, a module each, or the click
     group's. `--help` answers with nothing configured, and names each of them."""
     package = package_of(project)
-    shown = run_one_off(project, ["python", "-m", f"{package}.admin", "--help"], {})
+    shown = run_one_off(project, ["python", "-m", f"{package}.manage", "--help"], {})
     assert shown.returncode == 0, shown.stderr
     modules = project / "src" / package / "management" / "commands"
     if modules.is_dir():
         commands = sorted(m.stem.replace("_", "-") for m in modules.glob("[!_]*.py"))
     else:
-        code = f"from {package}.admin import cli; print(*cli.commands)"
+        code = f"from {package}.manage import cli; print(*cli.commands)"
         listed = run_one_off(project, ["python", "-c", code], {})
         assert listed.returncode == 0, listed.stderr
         commands = listed.stdout.split()
@@ -384,7 +384,7 @@ def probe_admin_commands_are_one_offs(project: Path, env: dict[str, str], down: 
     """Each admin command exits 0 in the app's environment, and non-zero with one clear
     message (no traceback) when a backing service is down (`down`: variables pointing nowhere).
     """
-    admin = ["python", "-m", f"{package_of(project)}.admin"]
+    admin = ["python", "-m", f"{package_of(project)}.manage"]
     commands = admin_commands(project)
     assert set(commands) <= set(ADMIN_ARGUMENTS), f"no probe arguments for {commands}"
     for command in commands:

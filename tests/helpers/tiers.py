@@ -35,8 +35,8 @@ from helpers.matrix import combination_id, defaults, pairwise_over_pythons
 IMAGES = "images"
 
 # The names under which a test takes its combination (compose's tests call it `answers`; the
-# static checks of every option combination, `every_combination`).
-COMBINATION_PARAMETERS = ("combination", "answers", "every_combination")
+# static checks of every option combination, `file_combination`).
+COMBINATION_PARAMETERS = ("code_combination", "answers", "file_combination")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

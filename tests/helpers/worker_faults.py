@@ -44,7 +44,7 @@ def wait_for_result(redis_url: str, message: str, timeout: float) -> bool:
 
 def enqueue(project: Path, env: dict[str, str], message: str, seconds: float) -> str:
     """Put the example job on the queue as the admin command does; the job's id."""
-    command = ["python", "-m", f"{PACKAGE}.admin", "enqueue-example", message,
+    command = ["python", "-m", f"{PACKAGE}.manage", "enqueue-example", message,
                f"--seconds={seconds}"]  # fmt: skip
     enqueued = run_one_off(project, command, env)
     assert enqueued.returncode == 0, enqueued.stderr

@@ -3,7 +3,7 @@ web process's readiness waits on it (`backing_services.py` lists the services a 
 
 from typing import ClassVar, Protocol
 
-# Short timeouts: /readyz and `admin check` answer quickly when a service is unreachable.
+# Short timeouts: /readyz and `manage check` answer quickly when a service is unreachable.
 CONNECT_SECONDS = 2
 
 

@@ -1,4 +1,4 @@
-"""What `admin check` reports, on every framework: the configuration, then each backing service."""
+"""What `manage check` reports, on every framework: the configuration, then each backing service."""
 
 from .backing_services import connect
 from .health import readiness

@@ -1,4 +1,4 @@
-"""Liveness and readiness: what /healthz and /readyz answer, and what `admin check` reports."""
+"""Liveness and readiness: what /healthz and /readyz answer, and what `manage check` reports."""
 
 import asyncio
 import re
@@ -40,7 +40,7 @@ def readiness(
     probes: Mapping[str, Callable[[], object]], *, detail: bool = True
 ) -> tuple[bool, Report]:
     """Whether every backing service answers, with each one's state (with `detail`, each
-    failure's message too: for `admin check`, run by an operator, not for /readyz)."""
+    failure's message too: for `manage check`, run by an operator, not for /readyz)."""
     checks: dict[str, str] = {}
     for service, probe in probes.items():
         try:
