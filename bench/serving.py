@@ -39,6 +39,7 @@ class Launch:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     ready_path: str = "/healthz"  # answered once the server serves
+    stop_signal: int = signal.SIGTERM  # as a platform stops it
 
     @property
     def url(self) -> str:
@@ -111,9 +112,9 @@ class Running:
         return self.stderr.read().decode(errors="replace")[-3000:]
 
     def stop(self, timeout: float = 30) -> int:
-        """SIGTERM, as a platform sends it; the exit status."""
+        """The launch's stop signal (SIGTERM, as a platform sends it); the exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(self.launch.stop_signal)
         return self.process.wait(timeout=timeout)
 
     def close(self) -> None:

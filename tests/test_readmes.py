@@ -38,7 +38,6 @@ from helpers.matrix import IDENTITY, TEMPLATE_ROOT, defaults
 from helpers.pytest_report import outcomes, reporting_to
 from helpers.python_root import in_project
 from helpers.readme import (
-    WORKER_READY,
     answered,
     block_starting,
     block_with,
@@ -47,6 +46,7 @@ from helpers.readme import (
     in_terminal,
     shell_blocks,
     wait_until,
+    worker_ready,
 )
 from helpers.sandbox import Sandbox
 
@@ -226,7 +226,8 @@ def test_try_the_api_block_answers_each_command_as_the_line_under_it_says(
         procfile = (project / "Procfile").read_text().splitlines()
         if any(line.startswith("worker:") for line in procfile):
             # Stopped while Celery starts its pool, the worker ends in Celery's traceback.
-            wait_until(lambda: shell.said(WORKER_READY), "the worker ready", 60)
+            ready = worker_ready(project)
+            wait_until(lambda: shell.said(ready), "the worker ready", 60)
         shell.ctrl_c(timeout=CTRL_C_BOUND)
         assert "Traceback" not in shell.output, shell.output[-3000:]
 

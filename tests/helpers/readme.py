@@ -18,8 +18,6 @@ from pathlib import Path
 
 from helpers.python_root import in_project
 
-# The worker's own line once it takes jobs (worker.py's READY).
-WORKER_READY = "worker: ready, taking jobs"
 FENCED_SH = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 HEADING = re.compile(r"^#{1,6} (.+)$", re.MULTILINE)
 
@@ -79,7 +77,8 @@ class Terminal:
         for line in self.output.splitlines():
             _, bar, logged = line.partition("| ")
             with contextlib.suppress(ValueError):
-                if bar and json.loads(logged).get("message") == message:
+                event = json.loads(logged) if bar else None
+                if isinstance(event, dict) and event.get("message") == message:
                     return True
         return False
 
@@ -192,3 +191,11 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s")
         time.sleep(0.2)
+
+
+def worker_ready(project: Path) -> str:
+    """The line the project's worker logs once it takes jobs: its worker.py's READY."""
+    (worker,) = (project / "src").glob("*/worker.py")
+    found = re.search(r'^READY = "(.+)"$', worker.read_text(), re.MULTILINE)
+    assert found, f"{worker} has no READY line"
+    return found[1]

@@ -14,12 +14,12 @@ import asyncio
 import ipaddress
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Self
 
 import structlog
-from structlog.contextvars import bound_contextvars
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from .asgi import PROBE_PATHS, ASGIApp, Message, Receive, Scope, Send
 from .failures import answer_for, error_body, log_failure
@@ -39,10 +39,24 @@ HSTS = (b"strict-transport-security", f"max-age={HSTS_SECONDS}".encode())
 PROBE_SECONDS = 1.5
 # The route of a request answered before it reached one: an unknown path, a body too large.
 UNROUTED = "(unrouted)"
+# Host headers whose verdict the edge keeps: the names a service is reached by, and room to spare.
+MAX_HOST_VERDICTS = 256
 # The headers of a request that has a body.
 BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 
 log = structlog.get_logger(__name__)
+
+# Python 3.12 on: a task that runs at once, until it first waits.
+EAGER_TASK = getattr(asyncio, "eager_task_factory", None)
+
+
+def start(work: Awaitable[None]) -> asyncio.Future[None]:
+    """The app's work as a task of its own. Run eagerly where the Python can, an answer that
+    needs no waiting (most do not) is whole before this returns, with no turn of the loop."""
+    if EAGER_TASK is not None and asyncio.iscoroutine(work):
+        task: asyncio.Task[None] = EAGER_TASK(asyncio.get_running_loop(), work)
+        return task
+    return asyncio.ensure_future(work)
 
 
 class BodyTooLarge(Exception):
@@ -158,6 +172,8 @@ class Edge:
         self.request_timeout = request_timeout
         self.max_body_bytes = max_body_bytes
         self.allowed_hosts = [host.lower().removesuffix(".") for host in allowed_hosts]
+        # The verdict on each Host header seen: a request pays a lookup, not the matching.
+        self.host_verdicts: dict[bytes, bool] = {}
         self.tls_in_front = tls_in_front
         self.readiness_probes = readiness_probes
         # The clients /metrics answers; None: any.
@@ -225,10 +241,11 @@ class Edge:
 
         hsts = self.tls_in_front and scope["scheme"] == "https"
         reply = Reply(send, request_id, ended, hsts)
+        bound = bind_contextvars(request_id=request_id)
         try:
-            with bound_contextvars(request_id=request_id):
-                await self.handle(scope, receive, reply)
+            await self.handle(scope, receive, reply)
         finally:
+            reset_contextvars(**bound)
             reply.finish()
 
     async def handle(self, scope: Scope, receive: Receive, reply: Reply) -> None:
@@ -301,6 +318,15 @@ class Edge:
         if given is None:
             server = scope.get("server") or ("", None)
             given = str(server[0]).encode()
+        verdict = self.host_verdicts.get(given)
+        if verdict is None:
+            verdict = self.host_matches(given)
+            if len(self.host_verdicts) >= MAX_HOST_VERDICTS:  # the values are the client's choice
+                self.host_verdicts.clear()
+            self.host_verdicts[given] = verdict
+        return verdict
+
+    def host_matches(self, given: bytes) -> bool:
         named = given.decode("latin-1").strip().lower()
         # Without its port; an IPv6 address is bracketed, its port after the bracket.
         bracketed = named.startswith("[")
@@ -333,8 +359,24 @@ class Edge:
     async def run_app(self, scope: Scope, receive: Receive, reply: Reply, deadline: float) -> None:
         # The app runs as a task of its own, so that it can be left at the deadline: one waiting
         # on a thread (a blocking endpoint) cannot be cancelled until that thread returns.
+        work = start(self.app(scope, receive, reply.send))
+        if not work.done():
+            await self.until_done_or_deadline(work, deadline)
+        if not work.done() and not reply.started:
+            self.abandon(work)
+            log.warning("request deadline passed", seconds=self.request_timeout)
+            detail = f"The request did not finish within {self.request_timeout:g} s."
+            await reply.json(503, error_body(503, detail))
+            return
+        try:
+            await work
+        except Exception as error:  # noqa: BLE001 - every failure is answered and logged here
+            log_failure(error)
+            await reply.json(*answer_for(error))
+
+    @staticmethod
+    async def until_done_or_deadline(work: asyncio.Future[None], deadline: float) -> None:
         loop = asyncio.get_running_loop()
-        work = asyncio.ensure_future(self.app(scope, receive, reply.send))
         over: asyncio.Future[None] = loop.create_future()  # the work ended, or the deadline came
 
         def end(*_: object) -> None:
@@ -350,17 +392,6 @@ class Edge:
             raise
         finally:
             timer.cancel()
-        if not work.done() and not reply.started:
-            self.abandon(work)
-            log.warning("request deadline passed", seconds=self.request_timeout)
-            detail = f"The request did not finish within {self.request_timeout:g} s."
-            await reply.json(503, error_body(503, detail))
-            return
-        try:
-            await work
-        except Exception as error:  # noqa: BLE001 - every failure is answered and logged here
-            log_failure(error)
-            await reply.json(*answer_for(error))
 
     def abandon(self, work: asyncio.Future[None]) -> None:
         """Stop awaiting work past its deadline; a thread running it finishes by itself."""

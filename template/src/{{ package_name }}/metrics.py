@@ -5,13 +5,17 @@ loaded).
 Requests are counted by route template (`/notes/{note_id}`, never the path asked for, so that
 the label values are as few as the routes), method and status. With WEB_CONCURRENCY > 1, each
 server process writes its numbers to the directory metrics_directory.py shares, and /metrics
-adds them up: one set of numbers for the whole server, whichever process answers."""
+adds them up: one set of numbers for the whole server, whichever process answers. One process
+keeps them in memory, and serves the same series."""
 
 import os
 from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -39,6 +43,13 @@ LATENCY = Histogram(
 IN_FLIGHT = Gauge(
     "http_requests_in_flight", "Requests being answered.", multiprocess_mode="livesum"
 )
+
+
+if values.ValueClass is values.MutexValue:
+    # In memory, prometheus_client adds its process, platform and GC series, which the files of
+    # many processes do not hold: without them, /metrics answers the same series either way.
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        REGISTRY.unregister(collector)
 
 
 # Each label set's counter and histogram, looked up once (a few µs a request saved): as few as
@@ -77,8 +88,7 @@ class RequestMetrics:
     def exposition() -> bytes:
         """Every number of the server, added up over its processes, in the text format."""
         # Where prometheus_client keeps the numbers, as it chose when first imported: in memory
-        # for a process not started by the web command (the tests' app), or imported before the
-        # command shared the directory (by a sitecustomize, say) in a server of one process.
+        # in a server of one process or a process not started by the web command (the tests').
         if values.ValueClass is values.MutexValue:
             return generate_latest(REGISTRY)
         directory = os.environ[VARIABLE]

@@ -60,8 +60,9 @@ def main() -> None:
     settings = load_settings()
     configure_logging(settings, server_processors=[access_fields])
     signal.signal(signal.SIGTERM, drained)
-    if settings.metrics:
+    if settings.metrics and settings.web_concurrency > 1:
         # Before the server's processes start: they all write their numbers there (metrics.py).
+        # One process keeps them in memory: no file to write, no pid to check, on each request.
         metrics_directory.share()
     uvicorn.run(
         f"{__name__}:serve_app",
