@@ -57,6 +57,10 @@ exit 2
 PROJECT_LABEL = "com.docker.compose.project"
 # What a container whose resolver has no compose service names logs (getaddrinfo EAI_AGAIN).
 NAME_NOT_RESOLVED = "Temporary failure in name resolution"
+# podman's refusal of a fixed address that its IPAM still counts as another container's: seen
+# once (stop 44) on the `up` right after a `down` that stopped a container serving a request,
+# whose teardown was likely still under way (not confirmed: the engine was gone by then).
+ADDRESS_HELD = "is already allocated to container"
 # The subnets a project with fixed addresses takes its /24 from: away from the pools podman
 # takes its own from (10.88.0.0/16 for its default network, 10.89.x.0/24 for the others).
 FIXED_SUBNETS = ipaddress.IPv4Network("10.200.0.0/13")
@@ -299,11 +303,13 @@ class ComposeProject:
         self.compose.dns_settled()
         self.compose.stray_bridges_dropped()
         result = self.compose_command(*args, timeout=timeout)
-        if result.returncode != 0 and NAME_NOT_RESOLVED in self.logs():
-            # netavark's race (the module's text), which the wait above narrows but does not
+        held = result.returncode != 0 and ADDRESS_HELD in result.stderr
+        if held or (result.returncode != 0 and NAME_NOT_RESOLVED in self.logs()):
+            # netavark's races (the module's text), which the wait above narrows but does not
             # close under load: what a user does then, `down` and `up` once more. `down` keeps
             # the volumes, and with them the queue.
-            print(f"{self.name}: service names unresolved after `up`: down, and up once more")
+            why = "an address still held" if held else "service names unresolved"
+            print(f"{self.name}: {why} after `up`: down, and up once more")
             self.compose_command("down", "--timeout", "30", timeout=120)
             self.compose.dns_settled()
             self.compose.stray_bridges_dropped()
