@@ -154,6 +154,13 @@ def test_metrics_count_each_request_sent_by_route_template_whichever_process_ser
                 # Each server process's pool, added up over the processes (Django has none).
                 pool = samples["db_pool_connections_size", frozenset()]
                 assert pool == processes * WEB_THREADS
+        # The service's own series, the same with one process or many: none of those
+        # prometheus_client adds in memory alone (process_*, python_*, *_created).
+        names = {name for name, _ in scrapes[-1]}
+        assert all(
+            name.startswith(("http_", "db_pool_")) and not name.endswith("_created")
+            for name in names
+        ), sorted(names)
         # A flood of unknown paths is counted under one route value: no label value is added.
         labels_before = set(scrapes[-1])
         for _ in range(FLOOD):

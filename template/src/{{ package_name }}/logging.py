@@ -4,6 +4,7 @@ Standard-library records (the server's own and its access log) and structlog eve
 one formatter, so every line has the same keys. LOG_FORMAT=console is for people at a terminal.
 """
 
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -105,6 +106,11 @@ class LineFormatter(structlog.stdlib.ProcessorFormatter):
         }
         if self.pass_foreign_args:
             event["positional_args"] = record.args
-        for processor in (*(self.foreign_pre_chain or ()), *self.processors):
+        for processor in self.chain:
             event = processor(self.logger, method, event)  # type: ignore[assignment]
         return str(event)
+
+    @functools.cached_property
+    def chain(self) -> tuple[structlog.typing.Processor, ...]:
+        """What structlog runs on a foreign record: the pre-chain, then the processors."""
+        return (*(self.foreign_pre_chain or ()), *self.processors)

@@ -21,6 +21,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     values,
 )
@@ -28,6 +29,14 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from .asgi import METHODS
 from .metrics_directory import VARIABLE
+
+if values.ValueClass is values.MutexValue:
+    # In memory, prometheus_client adds series the files of many processes do not hold: its
+    # process, platform and GC collectors', and each counter's `_created`. Without them, /metrics
+    # answers the same series with one server process or many.
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        REGISTRY.unregister(collector)
+    disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REQUESTS = Counter(
     "http_requests",
@@ -43,13 +52,6 @@ LATENCY = Histogram(
 IN_FLIGHT = Gauge(
     "http_requests_in_flight", "Requests being answered.", multiprocess_mode="livesum"
 )
-
-
-if values.ValueClass is values.MutexValue:
-    # In memory, prometheus_client adds its process, platform and GC series, which the files of
-    # many processes do not hold: without them, /metrics answers the same series either way.
-    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-        REGISTRY.unregister(collector)
 
 
 # Each label set's counter and histogram, looked up once (a few µs a request saved): as few as
