@@ -8,14 +8,14 @@ MAX_HEADER_LINE_BYTES or more than MAX_HEADERS headers is answered 431 as the li
 before the rest is read, and a head not whole within HEADER_TIMEOUT_SECONDS of its first byte
 (or of the connection) is answered 408; either way the connection is closed. Both answers are
 the service's JSON errors, with a request id. A client's misbehaviour is not the service's
-error: one INFO line each.
+error: one INFO line each. A response's head is written with its body (response_writes.py).
 """
 
 import asyncio
 import json
 from functools import cache
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import structlog
 from uvicorn.config import Config
@@ -24,6 +24,7 @@ from uvicorn.server import ServerState
 
 from .failures import error_body
 from .request_id import HEADER, choose_request_id
+from .response_writes import HeadWithBody
 from .settings import load_settings
 
 log = structlog.get_logger(__name__)
@@ -139,7 +140,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.stop_head_timer()
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is previous:  # no request cycle made: the connection was upgraded
+            return
+        # Its response's head goes out with its body's first part (response_writes.py). The
+        # cycle's task has not run yet: it starts on the loop's next turn.
+        self.cycle.transport = cast("asyncio.Transport", HeadWithBody(self.transport, self.loop))
         self.unanswered = [c for c in self.unanswered if not c.response_complete]
         self.unanswered.append(self.cycle)
 
