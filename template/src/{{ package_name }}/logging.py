@@ -58,6 +58,10 @@ def configure_logging(
     root.setLevel(settings.log_level)
     # Warnings (deprecations, a library's complaints) join the same stream instead of stderr.
     logging.captureWarnings(True)
+    # No line shows a record's caller, thread or process: not gathered, as the logging HOWTO's
+    # "Optimization" advises (a tenth of an access line's cost, paid on every request).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
     structlog.configure(
         processors=[*shared_processors, wrap_for_formatter],
