@@ -311,9 +311,14 @@ def fixed_addresses_override(
     the names compose.yaml uses with no lookup sent to aardvark-dns, which under load answers
     late or not at all (compose_runner.py). For a test whose subject is not the names: the `up`
     test resolves them as compose does."""
-    services = sorted(yaml.safe_load((image_project / "compose.yaml").read_text())["services"])
     with compose_engine.reserved_subnet() as subnet:
-        yield _fixed_addresses(services, subnet, tmp_path / "fixed-addresses.yaml")
+        yield _fixed_addresses(
+            compose_services(image_project), subnet, tmp_path / "fixed-addresses.yaml"
+        )
+
+
+def compose_services(project: Path) -> list[str]:
+    return sorted(yaml.safe_load((project / "compose.yaml").read_text())["services"])
 
 
 def _fixed_addresses(
@@ -397,9 +402,8 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
             # the fixed address of the web container that `down` stopped mid-request past its
             # removal, and refused it to the next `up`'s web, after `down` and `up` once more
             # too (the full runs of stops 44 and 45). The queue is on Redis's volume.
-            compose_file = yaml.safe_load((image_project / "compose.yaml").read_text())
             next_network = _fixed_addresses(
-                sorted(compose_file["services"]),
+                compose_services(image_project),
                 subnets.enter_context(compose_engine.reserved_subnet()),
                 tmp_path / "next-network.yaml",
                 f"{stack.name}_next",
