@@ -398,23 +398,27 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
         )
 
         if worker:
-            # The next `up` on a network of its own, another name and subnet: podman's IPAM kept
-            # the fixed address of the web container that `down` stopped mid-request past its
-            # removal, and refused it to the next `up`'s web, after `down` and `up` once more
-            # too (the full runs of stops 44 and 45). The queue is on Redis's volume.
+            # The next `up` on a network and host ports of its own: netavark's teardown of the
+            # containers `down` stopped can lag. Podman's IPAM kept the web's fixed address
+            # past its removal and refused it to the next web (the full runs of stops 44 and
+            # 45); with its own network, the next `up` came up but a connection to Redis's
+            # published port timed out (stop 45's CI), as when a forwarding rule of the first
+            # `up` is left and sends the port to the removed network. The queue is on Redis's
+            # volume, which is what this test is about.
             next_network = _fixed_addresses(
                 compose_services(image_project),
                 subnets.enter_context(compose_engine.reserved_subnet()),
                 tmp_path / "next-network.yaml",
                 f"{stack.name}_next",
             )
-            stack.env["COMPOSE_FILE"] = f"compose.yaml:{override}:{next_network}"
+            next_up = published(COMPOSE_FILE=f"compose.yaml:{override}:{next_network}")
+            stack.env.update(next_up)
             stack.succeeds("up", "--detach", timeout=UP_BOUND)
             with stack.logs_followed(tmp_path / "next-up.log") as log:
-                done = job_done(variables["REDIS_HOST_PORT"], message)
+                done = job_done(next_up["REDIS_HOST_PORT"], message)
                 # It takes longer than the grace period: done by now, it was never cut off.
                 assert not sandbox.call(done), "the job finished before `down`: the test is void"
-                after_up = sandbox.call(queue_state, variables["REDIS_HOST_PORT"])
+                after_up = sandbox.call(queue_state, next_up["REDIS_HOST_PORT"])
                 try:
                     # Its redelivery time from its first delivery, its own run, and room for the
                     # worker's start and the transport's next look at what is unacknowledged.
@@ -425,7 +429,7 @@ def test_down_finishes_an_in_flight_request_exits_0_and_the_next_up_runs_a_cut_o
                     # key after the next `up`), or kept and not handed out again in time.
                     raise AssertionError(
                         f"{missed}\nRedis after the next `up`: {after_up}\nnow: "
-                        f"{sandbox.call(queue_state, variables['REDIS_HOST_PORT'])}\n"
+                        f"{sandbox.call(queue_state, next_up['REDIS_HOST_PORT'])}\n"
                         f"{worker_state(stack)}\n{log.read_text()[-6000:]}"
                     ) from None
 
