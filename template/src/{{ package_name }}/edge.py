@@ -104,7 +104,7 @@ class Reply:
         elif message["type"] == "http.response.body":
             if self.unsent is not None:
                 self.unsent -= len(message.get("body", b""))
-            # Whole: the declared length sent (a2wsgi sends an empty last part after it).
+            # Whole: the declared length sent (a stream sends an empty last part after it).
             sent_all = self.unsent is not None and self.unsent <= 0
             if sent_all or not message.get("more_body", False):
                 self.finish()
